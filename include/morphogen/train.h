@@ -1,0 +1,77 @@
+/* The trainer: everything an exact resume needs lives in one struct
+ * (mg_trainer), written whole to the run file at each checkpoint. */
+#ifndef MORPHOGEN_TRAIN_H
+#define MORPHOGEN_TRAIN_H
+
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "morphogen/backend.h"
+#include "morphogen/config.h"
+#include "morphogen/error.h"
+#include "morphogen/runfile.h"
+
+typedef struct mg_trainer {
+    mg_config cfg;
+    char *config_text, *config_source;
+    mg_nca_dims dims;
+    int n_targets;
+    float *targets;          /* [n_targets][cells][4] */
+
+    int n_tensors;
+    mg_tensor_desc tensors[MG_MAX_TENSORS];
+    int64_t n_params;
+    float *params, *adam_m, *adam_v;
+    int64_t adam_step;
+
+    int64_t iteration;       /* iterations completed */
+    double wall_time;        /* seconds of training before this session */
+
+    float *pool_states;      /* [pool_size][cells][C] */
+    float *pool_loss;        /* [pool_size] */
+    int32_t *pool_target;    /* [pool_size] */
+
+    int64_t n_metrics, metrics_cap;
+    mg_metrics_row *metrics;
+
+    /* per-iteration work buffers */
+    int32_t *select_scratch, *batch_index;
+    uint32_t *sample_index;
+    int32_t *batch_target;
+    float *batch_states, *batch_grads;
+    double *batch_loss;
+    int *order;
+
+    mg_backend *backend;
+} mg_trainer;
+
+typedef struct mg_train_options {
+    const char *out_path;                /* run file to write */
+    const volatile sig_atomic_t *stop;   /* set by a signal handler: checkpoint and stop */
+    FILE *log;                           /* progress and messages (stderr) */
+    int64_t inject_nan_at;               /* testing hook: loss becomes NaN at this iteration (0 = off) */
+} mg_train_options;
+
+/* New run: load the targets named by cfg, initialise weights, Adam and pool. */
+int mg_trainer_init(mg_trainer *t, const mg_config *cfg, const char *config_source, mg_error *err);
+
+/* Resume from a run file; `overrides` (--set assignments, may be empty) may
+ * only change keys that do not alter the computation so far: train.iterations
+ * and the [run] section. */
+int mg_trainer_resume(mg_trainer *t, const char *path, int n_overrides, char **overrides, mg_error *err);
+
+/* Train until cfg.iterations. Returns MG_EXIT_OK, MG_EXIT_NONFINITE,
+ * MG_EXIT_INTERRUPTED, or MG_EXIT_ERROR with err filled. */
+int mg_trainer_run(mg_trainer *t, const mg_train_options *opt, mg_error *err);
+
+/* One training iteration (the next one). Returns 0, or MG_EXIT_NONFINITE
+ * when the loss or a gradient is not finite (nothing is updated then). */
+int mg_trainer_step(mg_trainer *t, int64_t inject_nan_at, mg_metrics_row *row, mg_error *err);
+
+/* View of the trainer as a run-file snapshot (no copies). */
+void mg_trainer_snapshot(const mg_trainer *t, double wall_time, mg_run_snapshot *snap);
+
+void mg_trainer_free(mg_trainer *t);
+
+#endif

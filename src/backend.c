@@ -1,0 +1,18 @@
+/* Backend selection by name. */
+#include <string.h>
+
+#include "morphogen/backend.h"
+
+mg_backend *mg_backend_create(const mg_config *cfg, const mg_nca_dims *dims, int max_steps, mg_error *err)
+{
+    if (strcmp(cfg->backend, "cpu") == 0)
+        return mg_backend_cpu_create(cfg, dims, max_steps, err);
+    mg_fail(err, "run.backend: '%s' is not available in this build (available: cpu)", cfg->backend);
+    return NULL;
+}
+
+void mg_backend_destroy(mg_backend *be)
+{
+    if (be)
+        be->ops->destroy(be);
+}

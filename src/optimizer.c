@@ -1,0 +1,75 @@
+/* Gradient reduction, normalisation and Adam. */
+#include <math.h>
+#include <string.h>
+
+#include "morphogen/optimizer.h"
+#include "morphogen/rng.h"
+
+void mg_tree_sum(float *grads, int n, int64_t len)
+{
+    for (int stride = 1; stride < n; stride *= 2)
+        for (int i = 0; i + stride < n; i += 2 * stride) {
+            float *restrict a = grads + (size_t)i * len;
+            const float *restrict b = grads + (size_t)(i + stride) * len;
+            for (int64_t j = 0; j < len; j++)
+                a[j] += b[j];
+        }
+}
+
+void mg_grad_normalize(float *grad, const mg_tensor_desc *tensors, int n_tensors, int normalize, double *norms)
+{
+    for (int k = 0; k < n_tensors; k++) {
+        float *g = grad + tensors[k].offset;
+        double sum = 0;
+        for (int64_t i = 0; i < tensors[k].size; i++)
+            sum += (double)g[i] * g[i];
+        norms[k] = sqrt(sum);
+        if (normalize) {
+            const float scale = (float)(1.0 / (norms[k] + 1e-8));
+            for (int64_t i = 0; i < tensors[k].size; i++)
+                g[i] *= scale;
+        }
+    }
+}
+
+double mg_lr_at(const mg_config *cfg, int64_t iteration)
+{
+    double lr = cfg->lr;
+    for (int i = 0; i < cfg->n_lr_steps; i++)
+        if (iteration > cfg->lr_steps[i])
+            lr *= cfg->lr_factor;
+    return lr;
+}
+
+void mg_adam_update(const mg_config *cfg, double lr, int64_t step, float *params, float *m, float *v,
+                    const float *grad, int64_t n)
+{
+    const float b1 = (float)cfg->beta1, b2 = (float)cfg->beta2;
+    const double c1 = 1.0 - pow(cfg->beta1, (double)step), c2 = 1.0 - pow(cfg->beta2, (double)step);
+    const float step_size = (float)(lr / c1), inv_sqrt_c2 = (float)(1.0 / sqrt(c2));
+    const float eps = (float)cfg->adam_eps, decay = (float)(lr * cfg->weight_decay);
+    for (int64_t i = 0; i < n; i++) {
+        const float g = grad[i];
+        m[i] = b1 * m[i] + (1 - b1) * g;
+        v[i] = b2 * v[i] + (1 - b2) * g * g;
+        float p = params[i] - decay * params[i];
+        p -= step_size * m[i] / (sqrtf(v[i]) * inv_sqrt_c2 + eps);
+        params[i] = p;
+    }
+}
+
+void mg_params_init(uint64_t seed, const mg_tensor_desc *tensors, int n_tensors, float *params)
+{
+    for (int k = 0; k < n_tensors; k++) {
+        float *p = params + tensors[k].offset;
+        if (strcmp(tensors[k].name, "w1") != 0) {
+            /* b1 starts at zero; w2 starts at zero so the first updates are
+             * zero (do-nothing initial behaviour, as in Distill). */
+            memset(p, 0, sizeof(float) * (size_t)tensors[k].size);
+            continue;
+        }
+        const double limit = sqrt(6.0 / (double)(tensors[k].dims[0] + tensors[k].dims[1]));
+        for (int64_t i = 0; i < tensors[k].size; i++)
+            p[i] = (float)(limit * (2.0 * mg_rng_uniform(seed, MG_RNG_INIT, 0, (uint32_t)k, 0, (uint32_t)i) - 1.0));
+    }
+}

@@ -1,0 +1,82 @@
+/* Batch selection, seeds and damage for the sample pool. */
+#include <string.h>
+
+#include "morphogen/pool.h"
+#include "morphogen/rng.h"
+
+int mg_seed_cell(const mg_config *cfg, const mg_nca_dims *d)
+{
+    const int x = cfg->seed_x >= 0 ? cfg->seed_x : d->width / 2;
+    const int y = cfg->seed_y >= 0 ? cfg->seed_y : d->height / 2;
+    return y * d->width + x;
+}
+
+void mg_seed_state(const mg_config *cfg, const mg_nca_dims *d, float *state)
+{
+    const int C = d->channels;
+    memset(state, 0, sizeof(float) * (size_t)mg_cells(d) * C);
+    float *cell = state + (size_t)mg_seed_cell(cfg, d) * C;
+    for (int c = 3; c < C; c++)
+        cell[c] = 1.0f;
+}
+
+/* Uniform integer in [0, n) from 32 random bits (multiply-shift; the bias is
+ * below 2^-32 * n, irrelevant for pool sizes). */
+static uint32_t below(uint32_t bits, uint32_t n) { return (uint32_t)(((uint64_t)bits * n) >> 32); }
+
+void mg_pool_select(uint64_t seed, int64_t iteration, int pool_size, int batch, int32_t *scratch,
+                    int32_t *chosen)
+{
+    for (int i = 0; i < pool_size; i++)
+        scratch[i] = i;
+    for (int j = 0; j < batch; j++) {
+        const uint32_t bits = mg_rng_u32(seed, MG_RNG_BATCH, (uint32_t)iteration, 0, 0, (uint32_t)j);
+        const int k = j + (int)below(bits, (uint32_t)(pool_size - j));
+        const int32_t t = scratch[j];
+        scratch[j] = scratch[k];
+        scratch[k] = t;
+        chosen[j] = scratch[j];
+    }
+}
+
+int mg_rollout_steps(const mg_config *cfg, int64_t iteration)
+{
+    const uint32_t span = (uint32_t)(cfg->steps_max - cfg->steps_min + 1);
+    const uint32_t bits = mg_rng_u32(cfg->seed, MG_RNG_STEPS, (uint32_t)iteration, 0, 0, 0);
+    return cfg->steps_min + (int)below(bits, span);
+}
+
+void mg_rank_by_loss(const double *loss, int n, int *order)
+{
+    /* Insertion sort: batches are small. NaN ranks as the worst. */
+    for (int i = 0; i < n; i++) {
+        int j = i;
+        while (j > 0) {
+            const double a = loss[order[j - 1]], b = loss[i];
+            const int b_worse = (b != b && a == a) || (b > a);
+            if (!b_worse)
+                break;
+            order[j] = order[j - 1];
+            j--;
+        }
+        order[j] = i;
+    }
+}
+
+void mg_damage(const mg_config *cfg, const mg_nca_dims *d, int64_t iteration, int32_t pool_index, float *state)
+{
+    const uint32_t it = (uint32_t)iteration, s = (uint32_t)pool_index;
+    const double cx = mg_rng_uniform(cfg->seed, MG_RNG_DAMAGE, it, s, 0, 0) - 0.5;
+    const double cy = mg_rng_uniform(cfg->seed, MG_RNG_DAMAGE, it, s, 0, 1) - 0.5;
+    const double r = cfg->damage_radius_min + (cfg->damage_radius_max - cfg->damage_radius_min) *
+                                                  mg_rng_uniform(cfg->seed, MG_RNG_DAMAGE, it, s, 0, 2);
+    const int C = d->channels;
+    for (int y = 0; y < d->height; y++)
+        for (int x = 0; x < d->width; x++) {
+            /* Normalised coordinates in [-1, 1], as numpy's linspace(-1, 1, n). */
+            const double ny = d->height > 1 ? -1.0 + 2.0 * y / (d->height - 1) : 0.0;
+            const double nx = d->width > 1 ? -1.0 + 2.0 * x / (d->width - 1) : 0.0;
+            if ((nx - cx) * (nx - cx) + (ny - cy) * (ny - cy) < r * r)
+                memset(state + ((size_t)y * d->width + x) * C, 0, sizeof(float) * C);
+        }
+}

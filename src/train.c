@@ -1,0 +1,192 @@
+/* The training iteration (Distill's growing recipe) and the training loop
+ * with checkpoints, progress and clean stops. */
+#define _POSIX_C_SOURCE 200809L
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "morphogen/optimizer.h"
+#include "morphogen/pool.h"
+#include "morphogen/progress.h"
+#include "morphogen/rng.h"
+#include "morphogen/train.h"
+
+static double now_seconds(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static int all_finite(const float *x, int64_t n)
+{
+    for (int64_t i = 0; i < n; i++)
+        if (!isfinite(x[i]))
+            return 0;
+    return 1;
+}
+
+int mg_trainer_step(mg_trainer *t, int64_t inject_nan_at, mg_metrics_row *row, mg_error *err)
+{
+    const mg_config *cfg = &t->cfg;
+    const int B = cfg->batch;
+    const int64_t it = t->iteration + 1;
+    const size_t n_state = (size_t)mg_cells(&t->dims) * t->dims.channels;
+    const size_t target_len = (size_t)mg_cells(&t->dims) * 4;
+
+    /* Batch: gather, rank by current loss, reseed the worst, damage the best. */
+    mg_pool_select(cfg->seed, it, cfg->pool_size, B, t->select_scratch, t->batch_index);
+    for (int b = 0; b < B; b++) {
+        const int32_t p = t->batch_index[b];
+        t->sample_index[b] = (uint32_t)p;
+        t->batch_target[b] = t->pool_target[p];
+        float *s = t->batch_states + n_state * b;
+        memcpy(s, t->pool_states + n_state * p, sizeof(float) * n_state);
+        t->batch_loss[b] = mg_loss_f32(&t->dims, s, t->targets + target_len * t->batch_target[b], NULL, 1.0);
+    }
+    mg_rank_by_loss(t->batch_loss, B, t->order);
+    for (int i = 0; i < cfg->replace_worst; i++)
+        mg_seed_state(cfg, &t->dims, t->batch_states + n_state * t->order[i]);
+    for (int i = 0; i < cfg->damage; i++) {
+        const int b = t->order[B - 1 - i];
+        mg_damage(cfg, &t->dims, it, t->batch_index[b], t->batch_states + n_state * b);
+    }
+
+    /* Rollouts and per-sample gradients. */
+    const int steps = mg_rollout_steps(cfg, it);
+    const mg_batch_job job = {
+        .dims = t->dims,
+        .rules = {mg_fire_threshold(cfg->fire_rate), cfg->alive_threshold,
+                  cfg->pin_seed ? mg_seed_cell(cfg, &t->dims) : -1, NULL},
+        .seed = cfg->seed,
+        .iteration = (uint32_t)it,
+        .steps = steps,
+        .n = B,
+        .sample_index = t->sample_index,
+        .target_index = t->batch_target,
+        .targets = t->targets,
+        .params = t->params,
+        .n_params = t->n_params,
+        .states = t->batch_states,
+        .loss = t->batch_loss,
+        .grads = t->batch_grads,
+        .grad_states = NULL,
+    };
+    if (t->backend->ops->batch(t->backend, &job, err) != 0)
+        return MG_EXIT_ERROR;
+
+    /* Mean gradient over the batch, summed in a fixed tree order. */
+    mg_tree_sum(t->batch_grads, B, t->n_params);
+    const float inv_b = 1.0f / (float)B;
+    for (int64_t i = 0; i < t->n_params; i++)
+        t->batch_grads[i] *= inv_b;
+    double loss = 0;
+    for (int b = 0; b < B; b++)
+        loss += t->batch_loss[b];
+    loss /= B;
+    if (inject_nan_at == it)
+        loss = NAN;
+
+    row->iteration = it;
+    row->loss = loss;
+    row->lr = mg_lr_at(cfg, it);
+    row->cell_steps_per_s = 0;
+    if (!isfinite(loss) || !all_finite(t->batch_grads, t->n_params))
+        return MG_EXIT_NONFINITE;
+
+    mg_grad_normalize(t->batch_grads, t->tensors, t->n_tensors, cfg->grad_normalize, row->grad_norm);
+    t->adam_step++;
+    mg_adam_update(cfg, row->lr, t->adam_step, t->params, t->adam_m, t->adam_v, t->batch_grads, t->n_params);
+
+    /* Final states and their losses go back into the pool. */
+    for (int b = 0; b < B; b++) {
+        const int32_t p = t->batch_index[b];
+        memcpy(t->pool_states + n_state * p, t->batch_states + n_state * b, sizeof(float) * n_state);
+        t->pool_loss[p] = (float)t->batch_loss[b];
+    }
+    t->iteration = it;
+    return 0;
+}
+
+static int append_metrics(mg_trainer *t, const mg_metrics_row *row, mg_error *err)
+{
+    if (t->n_metrics == t->metrics_cap) {
+        const int64_t cap = t->metrics_cap ? 2 * t->metrics_cap : 1024;
+        mg_metrics_row *m = realloc(t->metrics, sizeof *m * (size_t)cap);
+        if (!m)
+            return mg_fail(err, "out of memory for metrics");
+        t->metrics = m;
+        t->metrics_cap = cap;
+    }
+    t->metrics[t->n_metrics++] = *row;
+    return 0;
+}
+
+static int checkpoint(const mg_trainer *t, const char *path, double wall_time, mg_error *err)
+{
+    mg_run_snapshot snap;
+    mg_trainer_snapshot(t, wall_time, &snap);
+    return mg_runfile_write(path, &snap, err);
+}
+
+int mg_trainer_run(mg_trainer *t, const mg_train_options *opt, mg_error *err)
+{
+    const mg_config *cfg = &t->cfg;
+    const double start = now_seconds();
+    const int64_t first = t->iteration;
+    mg_progress progress;
+    mg_progress_init(&progress, opt->log, cfg->log_every);
+
+    /* Write the starting point at once: a bad output path fails now, not
+     * after hours, and a crash before the first checkpoint leaves a file. */
+    if (checkpoint(t, opt->out_path, t->wall_time, err) != 0)
+        return MG_EXIT_ERROR;
+
+    while (t->iteration < cfg->iterations) {
+        const double t0 = now_seconds();
+        mg_metrics_row row;
+        memset(&row, 0, sizeof row);
+        const int rc = mg_trainer_step(t, opt->inject_nan_at, &row, err);
+        if (rc == MG_EXIT_NONFINITE) {
+            mg_progress_finish(&progress);
+            /* Checkpoints exist at the start of this session and at every
+             * multiple of checkpoint_every since. */
+            int64_t last_good = t->iteration - (t->iteration % cfg->checkpoint_every);
+            if (last_good < first)
+                last_good = first;
+            mg_fail(err, "%s: loss is %s at iteration %lld; training stopped, the run file keeps the last good "
+                         "checkpoint (iteration %lld)",
+                    opt->out_path, isnan(row.loss) ? "NaN" : isfinite(row.loss) ? "finite but a gradient is not" : "Inf",
+                    (long long)row.iteration, (long long)last_good);
+            return MG_EXIT_NONFINITE;
+        }
+        if (rc != 0)
+            return rc;
+        const double t1 = now_seconds();
+        const int steps = mg_rollout_steps(cfg, t->iteration);
+        row.wall_time = t->wall_time + (t1 - start);
+        row.cell_steps_per_s = (double)cfg->batch * mg_cells(&t->dims) * steps / (t1 - t0);
+        if (append_metrics(t, &row, err) != 0)
+            return MG_EXIT_ERROR;
+        const double rate = (double)(t->iteration - first) / (t1 - start);
+        mg_progress_update(&progress, t->iteration, cfg->iterations, row.loss, rate, row.cell_steps_per_s, t1);
+
+        const int stopping = opt->stop && *opt->stop;
+        if (stopping || t->iteration % cfg->checkpoint_every == 0 || t->iteration == cfg->iterations) {
+            if (checkpoint(t, opt->out_path, row.wall_time, err) != 0) {
+                mg_progress_finish(&progress);
+                return MG_EXIT_ERROR;
+            }
+        }
+        if (stopping) {
+            mg_progress_finish(&progress);
+            fprintf(opt->log, "morphogen: stopped by signal after iteration %lld; checkpoint written to %s; "
+                              "continue with --resume %s\n",
+                    (long long)t->iteration, opt->out_path, opt->out_path);
+            return MG_EXIT_INTERRUPTED;
+        }
+    }
+    mg_progress_finish(&progress);
+    return MG_EXIT_OK;
+}

@@ -1,0 +1,210 @@
+/* Creating a trainer: from a config (new run) or from a run file (resume). */
+#define _POSIX_C_SOURCE 200809L
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "morphogen/optimizer.h"
+#include "morphogen/pool.h"
+#include "morphogen/target.h"
+#include "morphogen/train.h"
+
+static size_t state_len(const mg_trainer *t) { return (size_t)mg_cells(&t->dims) * t->dims.channels; }
+
+/* Buffers and backend that depend only on the config. */
+static int allocate_work(mg_trainer *t, mg_error *err)
+{
+    const mg_config *cfg = &t->cfg;
+    const int B = cfg->batch;
+    t->select_scratch = malloc(sizeof(int32_t) * (size_t)cfg->pool_size);
+    t->batch_index = malloc(sizeof(int32_t) * B);
+    t->sample_index = malloc(sizeof(uint32_t) * B);
+    t->batch_target = malloc(sizeof(int32_t) * B);
+    t->batch_states = malloc(sizeof(float) * state_len(t) * B);
+    t->batch_grads = malloc(sizeof(float) * (size_t)t->n_params * B);
+    t->batch_loss = malloc(sizeof(double) * B);
+    t->order = malloc(sizeof(int) * B);
+    if (!t->select_scratch || !t->batch_index || !t->sample_index || !t->batch_target || !t->batch_states ||
+        !t->batch_grads || !t->batch_loss || !t->order)
+        return mg_fail(err, "out of memory for a batch of %d samples", B);
+    t->backend = mg_backend_create(cfg, &t->dims, cfg->steps_max, err);
+    return t->backend ? 0 : -1;
+}
+
+static int allocate_state(mg_trainer *t, mg_error *err)
+{
+    const size_t P = (size_t)t->cfg.pool_size;
+    t->n_tensors = 3;
+    t->n_params = mg_param_layout(&t->dims, t->tensors);
+    t->params = calloc((size_t)t->n_params, sizeof(float));
+    t->adam_m = calloc((size_t)t->n_params, sizeof(float));
+    t->adam_v = calloc((size_t)t->n_params, sizeof(float));
+    t->pool_states = malloc(sizeof(float) * state_len(t) * P);
+    t->pool_loss = malloc(sizeof(float) * P);
+    t->pool_target = malloc(sizeof(int32_t) * P);
+    if (!t->params || !t->adam_m || !t->adam_v || !t->pool_states || !t->pool_loss || !t->pool_target)
+        return mg_fail(err, "out of memory for a pool of %zu samples of %dx%dx%d", P, t->dims.height,
+                       t->dims.width, t->dims.channels);
+    return 0;
+}
+
+int mg_trainer_init(mg_trainer *t, const mg_config *cfg, const char *config_source, mg_error *err)
+{
+    memset(t, 0, sizeof *t);
+    t->cfg = *cfg;
+    t->config_text = mg_config_to_ini(cfg);
+    t->config_source = strdup(config_source ? config_source : "");
+    if (!t->config_text || !t->config_source)
+        return mg_fail(err, "out of memory");
+    const int side = cfg->size + 2 * cfg->padding;
+    t->dims = (mg_nca_dims){side, side, cfg->channels, cfg->hidden};
+    t->n_targets = cfg->n_targets;
+    t->targets = malloc(sizeof(float) * (size_t)mg_cells(&t->dims) * 4 * t->n_targets);
+    if (!t->targets)
+        return mg_fail(err, "out of memory for %d targets", t->n_targets);
+    for (int i = 0; i < t->n_targets; i++) {
+        mg_image img = {0};
+        if (mg_target_load(cfg->spec[i], cfg->size, cfg->padding, &img, err) != 0)
+            return -1;
+        if (img.height != side || img.width != side) {
+            mg_image_free(&img);
+            return mg_fail(err, "%s: target is %dx%d, expected %dx%d", cfg->spec[i], img.height, img.width, side,
+                           side);
+        }
+        memcpy(t->targets + (size_t)i * mg_cells(&t->dims) * 4, img.rgba, sizeof(float) * mg_cells(&t->dims) * 4);
+        mg_image_free(&img);
+    }
+    if (allocate_state(t, err) != 0)
+        return -1;
+    mg_params_init(cfg->seed, t->tensors, t->n_tensors, t->params);
+    for (int64_t i = 0; i < cfg->pool_size; i++) {
+        mg_seed_state(cfg, &t->dims, t->pool_states + state_len(t) * i);
+        t->pool_loss[i] = NAN;
+        t->pool_target[i] = (int32_t)(i % t->n_targets);
+    }
+    return allocate_work(t, err);
+}
+
+/* Keys a resume may change: they do not alter the computation so far. */
+static int override_allowed(const char *assignment)
+{
+    return strncmp(assignment, "train.iterations=", 17) == 0 || strncmp(assignment, "run.", 4) == 0;
+}
+
+int mg_trainer_resume(mg_trainer *t, const char *path, int n_overrides, char **overrides, mg_error *err)
+{
+    memset(t, 0, sizeof *t);
+    mg_run_snapshot snap;
+    if (mg_runfile_read(path, &snap, err) != 0)
+        return -1;
+    int rc = -1;
+    t->cfg = snap.cfg;
+    for (int i = 0; i < n_overrides; i++) {
+        if (!override_allowed(overrides[i])) {
+            mg_fail(err, "--set %s: cannot change this key when resuming %s (only train.iterations and "
+                         "run.* may change)", overrides[i], path);
+            goto done;
+        }
+        if (mg_config_set(&t->cfg, overrides[i], err) != 0)
+            goto done;
+    }
+    if (mg_config_validate(&t->cfg, path, err) != 0)
+        goto done;
+    const int side = t->cfg.size + 2 * t->cfg.padding;
+    t->dims = (mg_nca_dims){side, side, t->cfg.channels, t->cfg.hidden};
+    if (snap.height != side || snap.width != side || snap.channels != t->cfg.channels ||
+        snap.pool_size != t->cfg.pool_size || snap.n_targets != t->cfg.n_targets) {
+        mg_fail(err, "%s: checkpoint shapes do not match its config", path);
+        goto done;
+    }
+    if (allocate_state(t, err) != 0)
+        goto done;
+    if (snap.n_params != t->n_params || snap.n_tensors != t->n_tensors) {
+        mg_fail(err, "%s: checkpoint has %lld parameters, the config implies %lld", path,
+                (long long)snap.n_params, (long long)t->n_params);
+        goto done;
+    }
+    t->config_text = mg_config_to_ini(&t->cfg);
+    t->config_source = strdup(snap.config_source ? snap.config_source : "");
+    t->n_targets = snap.n_targets;
+    t->targets = snap.targets;
+    snap.targets = NULL;
+    memcpy(t->params, snap.params, sizeof(float) * t->n_params);
+    memcpy(t->adam_m, snap.adam_m, sizeof(float) * t->n_params);
+    memcpy(t->adam_v, snap.adam_v, sizeof(float) * t->n_params);
+    t->adam_step = snap.adam_step;
+    t->iteration = snap.iteration;
+    t->wall_time = snap.wall_time;
+    memcpy(t->pool_states, snap.pool_states, sizeof(float) * state_len(t) * t->cfg.pool_size);
+    memcpy(t->pool_loss, snap.pool_loss, sizeof(float) * t->cfg.pool_size);
+    memcpy(t->pool_target, snap.pool_target, sizeof(int32_t) * t->cfg.pool_size);
+    /* Metrics up to the checkpoint; anything after it is recomputed. */
+    t->n_metrics = 0;
+    for (int64_t i = 0; i < snap.n_metrics; i++)
+        if (snap.metrics[i].iteration <= snap.iteration)
+            t->n_metrics = i + 1;
+    t->metrics_cap = t->n_metrics > 0 ? t->n_metrics : 1;
+    t->metrics = malloc(sizeof(mg_metrics_row) * (size_t)t->metrics_cap);
+    if (!t->config_text || !t->config_source || !t->metrics) {
+        mg_fail(err, "out of memory");
+        goto done;
+    }
+    memcpy(t->metrics, snap.metrics, sizeof(mg_metrics_row) * (size_t)t->n_metrics);
+    rc = allocate_work(t, err);
+done:
+    mg_run_snapshot_free(&snap);
+    return rc;
+}
+
+void mg_trainer_snapshot(const mg_trainer *t, double wall_time, mg_run_snapshot *snap)
+{
+    memset(snap, 0, sizeof *snap);
+    snap->config_text = t->config_text;
+    snap->config_source = t->config_source;
+    snap->cfg = t->cfg;
+    snap->n_targets = t->n_targets;
+    snap->height = t->dims.height;
+    snap->width = t->dims.width;
+    snap->targets = t->targets;
+    snap->n_tensors = t->n_tensors;
+    memcpy(snap->tensors, t->tensors, sizeof t->tensors);
+    snap->n_params = t->n_params;
+    snap->params = t->params;
+    snap->adam_m = t->adam_m;
+    snap->adam_v = t->adam_v;
+    snap->adam_step = t->adam_step;
+    snap->iteration = t->iteration;
+    snap->rng_seed = t->cfg.seed;
+    snap->wall_time = wall_time;
+    snap->pool_size = t->cfg.pool_size;
+    snap->channels = t->dims.channels;
+    snap->pool_states = t->pool_states;
+    snap->pool_loss = t->pool_loss;
+    snap->pool_target = t->pool_target;
+    snap->n_metrics = t->n_metrics;
+    snap->metrics = t->metrics;
+}
+
+void mg_trainer_free(mg_trainer *t)
+{
+    mg_backend_destroy(t->backend);
+    free(t->config_text);
+    free(t->config_source);
+    free(t->targets);
+    free(t->params);
+    free(t->adam_m);
+    free(t->adam_v);
+    free(t->pool_states);
+    free(t->pool_loss);
+    free(t->pool_target);
+    free(t->metrics);
+    free(t->select_scratch);
+    free(t->batch_index);
+    free(t->sample_index);
+    free(t->batch_target);
+    free(t->batch_states);
+    free(t->batch_grads);
+    free(t->batch_loss);
+    free(t->order);
+    memset(t, 0, sizeof *t);
+}

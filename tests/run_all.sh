@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# README command 2 (and what CI runs): set up a fresh Debian machine, build
+# morphogen twice -- optimised, and with AddressSanitizer + UBSan -- and run
+# the whole suite through ctest in both (the sanitizer build skips the tests
+# labelled slow, which only repeat fast ones at larger sizes).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+bash jobs/setup_debian.sh --tests
+jobs=$(nproc)
+
+cmake -S . -B build -DCMAKE_BUILD_TYPE=Release >/dev/null
+cmake --build build -j"$jobs" >/dev/null
+ctest --test-dir build --output-on-failure -j"$jobs"
+
+cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DMORPHOGEN_SANITIZE=ON >/dev/null
+cmake --build build-asan -j"$jobs" >/dev/null
+ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+  ctest --test-dir build-asan --output-on-failure -j"$jobs" -LE slow
