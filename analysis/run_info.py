@@ -12,7 +12,7 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from mgfiles import (MgError, attr_scalar, attr_str, config_text, open_run,  # noqa: E402
+from mgfiles import (attr_scalar, attr_str, config_text, open_run,  # noqa: E402
                      read_metrics, run_config, run_main)
 
 

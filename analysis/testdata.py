@@ -6,11 +6,12 @@ analysis tools without the trainer:
                             --iterations I --pool P --targets T --seed S]
     testdata.py grow GROW.h5 --run RUN.h5 --steps 0,4,8,... [--channels C]
     testdata.py states STATES.h5 --run RUN.h5 --batch B [--seed S]
-    testdata.py grad RUN.h5 STATES.h5 GRAD.h5 --steps N [--set k=v] [--perturb DATASET]
+    testdata.py grad RUN.h5 STATES.h5 GRAD.h5 --steps N [--set k=v]
+    testdata.py perturb GRAD.h5 BAD.h5 DATASET
 
 `grad` fakes a `morphogen grad` output by running nca_torch in float32 (the
-precision morphogen uses); --perturb adds 1% of its max |value| to one entry
-of a dataset, which check-grad must reject. Layouts: see
+precision morphogen uses); `perturb` copies it, adding 1% of DATASET's max
+|value| to its largest entry, which check-grad must reject. Layouts: see
 include/morphogen/runfile.h and the README."""
 
 import argparse
@@ -181,14 +182,26 @@ def write_grad(args):
            "final_states": final.detach().numpy(), "grad/w1": p["w1"].grad.numpy(),
            "grad/b1": p["b1"].grad.numpy(), "grad/w2": p["w2"].grad.numpy(),
            "grad/states": s0.grad.numpy()}
-    if args.perturb:
-        a = np.array(out[args.perturb], dtype=out[args.perturb].dtype)
-        flat = a.reshape(-1)
-        flat[int(np.argmax(np.abs(flat)))] += 0.01 * max(float(np.max(np.abs(flat))), 1e-3)
-        out[args.perturb] = a
     with h5py.File(args.out, "w") as f:
         for k, v in out.items():
             f.create_dataset(k, data=v)
+    return 0
+
+
+def write_perturbed(args):
+    h5py = _h5py()
+    with h5py.File(args.grad, "r") as src, h5py.File(args.out, "w") as dst:
+        def copy(name, obj):
+            if isinstance(obj, h5py.Dataset):
+                a = np.array(obj[()])
+                if name == args.dataset:
+                    flat = a.reshape(-1)
+                    flat[int(np.argmax(np.abs(flat)))] += 0.01 * max(float(np.max(np.abs(flat))), 1e-3)
+                    a = flat.reshape(a.shape)
+                dst.create_dataset(name, data=a)
+        src.visititems(copy)
+        if args.dataset not in dst:
+            raise SystemExit("%s: no dataset %s" % (args.grad, args.dataset))
     return 0
 
 
@@ -220,10 +233,13 @@ def main():
     d.add_argument("out")
     d.add_argument("--steps", type=int, required=True)
     d.add_argument("--set", action="append", default=[])
-    d.add_argument("--perturb", default=None)
+    q = sub.add_parser("perturb")
+    q.add_argument("grad")
+    q.add_argument("out")
+    q.add_argument("dataset")
     args = ap.parse_args()
     return {"run": write_run, "grow": write_grow, "states": write_states,
-            "grad": write_grad}[args.command](args)
+            "grad": write_grad, "perturb": write_perturbed}[args.command](args)
 
 
 if __name__ == "__main__":

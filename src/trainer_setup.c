@@ -85,10 +85,12 @@ int mg_trainer_init(mg_trainer *t, const mg_config *cfg, const char *config_sour
     return allocate_work(t, err);
 }
 
-/* Keys a resume may change: they do not alter the computation so far. */
+/* Keys a resume may change: they do not alter the computation so far
+ * (checkpoint_steps only trades memory for time, bit-identically). */
 static int override_allowed(const char *assignment)
 {
-    return strncmp(assignment, "train.iterations=", 17) == 0 || strncmp(assignment, "run.", 4) == 0;
+    return strncmp(assignment, "train.iterations=", 17) == 0 ||
+           strncmp(assignment, "train.checkpoint_steps=", 23) == 0 || strncmp(assignment, "run.", 4) == 0;
 }
 
 int mg_trainer_resume(mg_trainer *t, const char *path, int n_overrides, char **overrides, mg_error *err)
@@ -101,8 +103,8 @@ int mg_trainer_resume(mg_trainer *t, const char *path, int n_overrides, char **o
     t->cfg = snap.cfg;
     for (int i = 0; i < n_overrides; i++) {
         if (!override_allowed(overrides[i])) {
-            mg_fail(err, "--set %s: cannot change this key when resuming %s (only train.iterations and "
-                         "run.* may change)", overrides[i], path);
+            mg_fail(err, "--set %s: cannot change this key when resuming %s (only train.iterations, "
+                         "train.checkpoint_steps and run.* may change)", overrides[i], path);
             goto done;
         }
         if (mg_config_set(&t->cfg, overrides[i], err) != 0)

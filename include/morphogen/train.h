@@ -57,8 +57,8 @@ typedef struct mg_train_options {
 int mg_trainer_init(mg_trainer *t, const mg_config *cfg, const char *config_source, mg_error *err);
 
 /* Resume from a run file; `overrides` (--set assignments, may be empty) may
- * only change keys that do not alter the computation so far: train.iterations
- * and the [run] section. */
+ * only change keys that do not alter the computation so far: train.iterations,
+ * train.checkpoint_steps and the [run] section. */
 int mg_trainer_resume(mg_trainer *t, const char *path, int n_overrides, char **overrides, mg_error *err);
 
 /* Train until cfg.iterations. Returns MG_EXIT_OK, MG_EXIT_NONFINITE,

@@ -8,6 +8,7 @@
 #include "../h5_util.h"
 #include "cli.h"
 #include "morphogen/backend.h"
+#include "morphogen/optimizer.h"
 #include "morphogen/pool.h"
 #include "morphogen/rng.h"
 
@@ -194,9 +195,7 @@ int mg_cmd_grad(int argc, char **argv)
     const size_t n_state = (size_t)mg_cells(&d) * d.channels;
     for (size_t i = 0; i < n_state * B; i++)
         grad_states[i] /= (float)B;
-    for (int b = 1; b < B; b++)
-        for (int64_t i = 0; i < snap.n_params; i++)
-            grads[i] += grads[(size_t)b * snap.n_params + i];
+    mg_tree_sum(grads, B, snap.n_params);
     for (int64_t i = 0; i < snap.n_params; i++)
         grads[i] /= (float)B;
     if (write_outputs(out_path, snap.tensors, snap.n_tensors, grads, loss, B, sd, states, grad_states, &err) != 0)

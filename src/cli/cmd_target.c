@@ -1,17 +1,13 @@
 /* `morphogen target`: render a target spec to a PNG exactly as training will
  * see it, so a user can check an emoji or image before spending compute. */
-#include "morphogen/error.h"
-#include "morphogen/target.h"
-
-#include <errno.h>
-#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-/* Declared here, not in a header of ours: the dispatcher in main.c declares
- * it alongside the other subcommands. */
-int mg_cmd_target(int argc, char **argv);
+#include "cli.h"
+#include "morphogen/error.h"
+#include "morphogen/target.h"
+
 
 #define DEFAULT_SIZE 40
 #define DEFAULT_PADDING 16
@@ -44,44 +40,13 @@ static int usage_error(const char *fmt, const char *what)
     return MG_EXIT_USAGE;
 }
 
-static int parse_int(const char *s, int lo, int hi, int *out)
-{
-    char *end;
-    errno = 0;
-    long v = strtol(s, &end, 10);
-    if (s[0] == '\0' || *end != '\0' || errno == ERANGE || v < lo || v > hi)
-        return -1;
-    *out = (int)v;
-    return 0;
-}
-
-/* If argv[*i] is `name VALUE` or `name=VALUE`, stores VALUE and returns 1;
- * returns -1 when the value is missing, 0 when argv[*i] is another flag. */
-static int flag_value(int argc, char **argv, int *i, const char *name, const char **value)
-{
-    size_t n = strlen(name);
-    if (strncmp(argv[*i], name, n) != 0)
-        return 0;
-    if (argv[*i][n] == '=') {
-        *value = argv[*i] + n + 1;
-        return 1;
-    }
-    if (argv[*i][n] != '\0')
-        return 0;
-    if (*i + 1 >= argc)
-        return -1;
-    *value = argv[++*i];
-    return 1;
-}
-
 int mg_cmd_target(int argc, char **argv)
 {
     const char *spec = NULL, *out_path = NULL, *value;
-    int size = DEFAULT_SIZE, padding = DEFAULT_PADDING, on_white = 0, flags_done = 0;
+    int size = DEFAULT_SIZE, padding = DEFAULT_PADDING, on_white = 0, flags_done = 0, missing = 0;
 
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
-        int r;
         if (flags_done || a[0] != '-' || a[1] == '\0') {
             if (spec)
                 return usage_error("more than one SPEC given (second: %s)", a);
@@ -93,18 +58,18 @@ int mg_cmd_target(int argc, char **argv)
             return MG_EXIT_OK;
         } else if (strcmp(a, "--on-white") == 0) {
             on_white = 1;
-        } else if ((r = flag_value(argc, argv, &i, "--out", &value)) != 0) {
-            if (r < 0 || value[0] == '\0')
+        } else if ((value = mg_cli_value("target", "--out", argc, argv, &i, &missing))) {
+            if (value[0] == '\0')
                 return usage_error("%s needs a file name", "--out");
             out_path = value;
-        } else if ((r = flag_value(argc, argv, &i, "--size", &value)) != 0) {
-            if (r < 0 || parse_int(value, 1, 4096, &size) != 0)
-                return usage_error("--size needs an integer from 1 to 4096, got '%s'",
-                                   r < 0 ? "" : value);
-        } else if ((r = flag_value(argc, argv, &i, "--padding", &value)) != 0) {
-            if (r < 0 || parse_int(value, 0, 4096, &padding) != 0)
-                return usage_error("--padding needs an integer from 0 to 4096, got '%s'",
-                                   r < 0 ? "" : value);
+        } else if ((value = mg_cli_value("target", "--size", argc, argv, &i, &missing))) {
+            if (mg_cli_int("target", "--size", value, 1, 4096, &size) != 0)
+                return MG_EXIT_USAGE;
+        } else if ((value = mg_cli_value("target", "--padding", argc, argv, &i, &missing))) {
+            if (mg_cli_int("target", "--padding", value, 0, 4096, &padding) != 0)
+                return MG_EXIT_USAGE;
+        } else if (missing) {
+            return MG_EXIT_USAGE;
         } else {
             return usage_error("unknown option %s", a);
         }

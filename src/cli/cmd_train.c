@@ -20,7 +20,7 @@ static const char USAGE[] =
     "  --out RUN.h5             run file to write (default: CONFIG's name with .h5, or morphogen.h5;\n"
     "                           with --resume, the resumed file)\n"
     "  --resume RUN.h5          continue a run from its last checkpoint, bit for bit; only\n"
-    "                           train.iterations and run.* may be changed with --set\n"
+    "                           train.iterations, train.checkpoint_steps and run.* may be changed\n"
     "\n"
     "Exit status: 0 done, 1 error, 2 bad flags or config, 3 loss became NaN/Inf (the run file\n"
     "keeps the last good checkpoint), 75 stopped by SIGINT/SIGTERM/SIGUSR1 after writing a\n"
@@ -93,6 +93,21 @@ static char *config_source_text(const char *path, int n_sets, char **sets)
     return text;
 }
 
+/* Launched as one of several MPI ranks (mpirun/srun)? Multi-rank training
+ * is not implemented yet; running N independent copies that overwrite one
+ * run file would silently waste the allocation, so refuse instead. */
+static int launched_ranks(void)
+{
+    const char *vars[] = {"OMPI_COMM_WORLD_SIZE", "PMIX_SIZE", "PMI_SIZE", "SLURM_STEP_NUM_TASKS"};
+    int n = 1;
+    for (size_t i = 0; i < sizeof vars / sizeof vars[0]; i++) {
+        const char *v = getenv(vars[i]);
+        if (v && atoi(v) > n)
+            n = atoi(v);
+    }
+    return n;
+}
+
 /* "configs/lizard.ini" -> "lizard.h5" */
 static char *default_out_path(const char *config_path)
 {
@@ -146,6 +161,11 @@ int mg_cmd_train(int argc, char **argv)
         }
         if (missing)
             goto done;
+    }
+    if (launched_ranks() > 1) {
+        fprintf(stderr, "morphogen train: launched as %d MPI ranks, but multi-rank training is not "
+                        "implemented yet; run one process\n", launched_ranks());
+        goto done;
     }
     if (resume_path && config_path) {
         fprintf(stderr, "morphogen train: give either CONFIG or --resume RUN.h5, not both (a resumed run "

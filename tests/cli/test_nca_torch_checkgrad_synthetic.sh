@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# mg-test: slow
 # check-grad's plumbing and tolerance on a synthetic `grad` output made by the
 # torch model in float32 (what morphogen computes in): it must accept that
 # file and reject one where a single gradient entry is off by 1% of the
@@ -23,8 +24,8 @@ fail() { echo "FAIL: $*" >&2; exit 1; }
 rc=0; "$PY" "$A/nca_torch.py" check-grad run.h5 states.h5 grad1.h5 --steps 12 >out.txt || rc=$?
 [ "$rc" -eq 1 ] || fail "check-grad accepted fire_rate 1 results as fire_rate 0.5 (exit $rc)"
 
-for t in grad/w1 grad/b1 grad/w2 grad/states final_states loss_per_sample; do
-    "$PY" "$A/testdata.py" grad run.h5 states.h5 bad.h5 --steps 12 --perturb "$t"
+for t in loss grad/w1 grad/b1 grad/w2 grad/states final_states loss_per_sample; do
+    "$PY" "$A/testdata.py" perturb grad.h5 bad.h5 "$t"
     rc=0; "$PY" "$A/nca_torch.py" check-grad run.h5 states.h5 bad.h5 --steps 12 >out.txt || rc=$?
     [ "$rc" -eq 1 ] || fail "check-grad accepted a perturbed $t (exit $rc)"
     grep -q "^  $t .*EXCEEDS" out.txt || fail "check-grad did not blame $t: $(cat out.txt)"
