@@ -5,7 +5,10 @@
 #define MORPHOGEN_RUNFILE_LAYOUT_H
 
 #include <hdf5.h>
+#include <stddef.h>
 #include <stdint.h>
+
+#include "morphogen/runfile.h"
 
 #define MG_RF_FORMAT "morphogen-run"
 #define MG_RF_ATTR_FORMAT "format"
@@ -24,6 +27,20 @@
 #define MG_RF_M_GRAD_NORM "/metrics/grad_norm"
 #define MG_RF_M_WALL_TIME "/metrics/wall_time"
 #define MG_RF_M_CELL_STEPS "/metrics/cell_steps_per_s"
+
+/* The float64 metrics columns: dataset name and field of mg_metrics_row. */
+typedef struct mg_rf_metric_column {
+    const char *name;
+    size_t offset;
+} mg_rf_metric_column;
+
+static const mg_rf_metric_column MG_RF_METRIC_SCALARS[] = {
+    {MG_RF_M_LOSS, offsetof(mg_metrics_row, loss)},
+    {MG_RF_M_LR, offsetof(mg_metrics_row, lr)},
+    {MG_RF_M_WALL_TIME, offsetof(mg_metrics_row, wall_time)},
+    {MG_RF_M_CELL_STEPS, offsetof(mg_metrics_row, cell_steps_per_s)},
+};
+#define MG_RF_N_METRIC_SCALARS (sizeof MG_RF_METRIC_SCALARS / sizeof MG_RF_METRIC_SCALARS[0])
 /* Rows per chunk of the metrics datasets: appends stay cheap and a chunk of
  * grad_norm stays under 64 KiB. */
 #define MG_RF_METRICS_CHUNK 1024

@@ -263,16 +263,8 @@ static int read_metrics(const reader *r, mg_run_snapshot *s)
     int64_t n = d[0];
     const int64_t rows[1] = { n };
     const int64_t grad_dims[2] = { n, s->n_tensors };
-    const struct {
-        const char *name;
-        size_t offset;
-    } scalars[] = {
-        { MG_RF_M_LOSS, offsetof(mg_metrics_row, loss) },
-        { MG_RF_M_LR, offsetof(mg_metrics_row, lr) },
-        { MG_RF_M_WALL_TIME, offsetof(mg_metrics_row, wall_time) },
-        { MG_RF_M_CELL_STEPS, offsetof(mg_metrics_row, cell_steps_per_s) },
-    };
-    for (size_t c = 0; c < sizeof scalars / sizeof scalars[0]; c++)
+    const mg_rf_metric_column *scalars = MG_RF_METRIC_SCALARS;
+    for (size_t c = 0; c < MG_RF_N_METRIC_SCALARS; c++)
         if (expect_dims(r, scalars[c].name, 1, rows, d) < 0)
             return -1;
     if (expect_dims(r, MG_RF_M_GRAD_NORM, 2, grad_dims, d) < 0)
@@ -290,7 +282,7 @@ static int read_metrics(const reader *r, mg_run_snapshot *s)
         rc = fail_read(r, MG_RF_M_ITERATION);
     for (int64_t i = 0; rc == 0 && i < n; i++)
         s->metrics[i].iteration = iter[i];
-    for (size_t c = 0; rc == 0 && c < sizeof scalars / sizeof scalars[0]; c++) {
+    for (size_t c = 0; rc == 0 && c < MG_RF_N_METRIC_SCALARS; c++) {
         if (mg_h5_read_dataset(r->file, scalars[c].name, H5T_NATIVE_DOUBLE, col) < 0) {
             rc = fail_read(r, scalars[c].name);
             break;

@@ -261,16 +261,8 @@ static int write_metrics(writer *w, hid_t file, const mg_run_snapshot *s)
     rc = write_metrics_column(w, file, MG_RF_M_ITERATION, H5T_STD_I64LE, H5T_NATIVE_INT64, n, 0,
                               iter);
 
-    const struct {
-        const char *name;
-        size_t offset;
-    } scalars[] = {
-        { MG_RF_M_LOSS, offsetof(mg_metrics_row, loss) },
-        { MG_RF_M_LR, offsetof(mg_metrics_row, lr) },
-        { MG_RF_M_WALL_TIME, offsetof(mg_metrics_row, wall_time) },
-        { MG_RF_M_CELL_STEPS, offsetof(mg_metrics_row, cell_steps_per_s) },
-    };
-    for (size_t c = 0; c < sizeof scalars / sizeof scalars[0] && rc == 0; c++) {
+    const mg_rf_metric_column *scalars = MG_RF_METRIC_SCALARS;
+    for (size_t c = 0; c < MG_RF_N_METRIC_SCALARS && rc == 0; c++) {
         for (int64_t r = 0; r < n; r++)
             memcpy(&col[r], (const char *)&s->metrics[r] + scalars[c].offset, sizeof(double));
         rc = write_metrics_column(w, file, scalars[c].name, H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, n,

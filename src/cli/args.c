@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "morphogen/error.h"
 
 int mg_cli_int(const char *cmd, const char *flag, const char *text, int min, int max, int *out)
 {
@@ -36,4 +37,18 @@ const char *mg_cli_value(const char *cmd, const char *flag, int argc, char **arg
     }
     *i += 1;
     return argv[*i];
+}
+
+int mg_cli_positional(const char *cmd, const char *arg, const char **slot)
+{
+    if (arg[0] == '-') {
+        fprintf(stderr, "morphogen %s: unknown flag '%s' (see morphogen %s --help)\n", cmd, arg, cmd);
+        return MG_EXIT_USAGE;
+    }
+    if (*slot) {
+        fprintf(stderr, "morphogen %s: unexpected argument '%s' (see morphogen %s --help)\n", cmd, arg, cmd);
+        return MG_EXIT_USAGE;
+    }
+    *slot = arg;
+    return 0;
 }

@@ -17,4 +17,9 @@ int mg_cli_int(const char *cmd, const char *flag, const char *text, int min, int
  * when the value is absent. */
 const char *mg_cli_value(const char *cmd, const char *flag, int argc, char **argv, int *i, int *missing);
 
+/* An argument that is no known flag: the first positional goes to *slot;
+ * an unknown flag or a second positional prints an error and returns
+ * MG_EXIT_USAGE (0 otherwise). */
+int mg_cli_positional(const char *cmd, const char *arg, const char **slot);
+
 #endif

@@ -103,13 +103,7 @@ int mg_cmd_grad(int argc, char **argv)
             sets[n_sets++] = v;
         } else if (missing) {
             return MG_EXIT_USAGE;
-        } else if (argv[i][0] == '-') {
-            fprintf(stderr, "morphogen grad: unknown flag '%s' (see morphogen grad --help)\n", argv[i]);
-            return MG_EXIT_USAGE;
-        } else if (!run_path) {
-            run_path = argv[i];
-        } else {
-            fprintf(stderr, "morphogen grad: unexpected argument '%s'\n", argv[i]);
+        } else if (mg_cli_positional("grad", argv[i], &run_path) != 0) {
             return MG_EXIT_USAGE;
         }
     }

@@ -136,13 +136,7 @@ int mg_cmd_grow(int argc, char **argv)
             seed_text = v;
         } else if (missing) {
             return MG_EXIT_USAGE;
-        } else if (argv[i][0] == '-') {
-            fprintf(stderr, "morphogen grow: unknown flag '%s' (see morphogen grow --help)\n", argv[i]);
-            return MG_EXIT_USAGE;
-        } else if (!run_path) {
-            run_path = argv[i];
-        } else {
-            fprintf(stderr, "morphogen grow: unexpected argument '%s'\n", argv[i]);
+        } else if (mg_cli_positional("grow", argv[i], &run_path) != 0) {
             return MG_EXIT_USAGE;
         }
     }

@@ -150,13 +150,7 @@ int mg_cmd_train(int argc, char **argv)
             resume_path = v;
         } else if (missing) {
             goto done;
-        } else if (argv[i][0] == '-') {
-            fprintf(stderr, "morphogen train: unknown flag '%s' (see morphogen train --help)\n", argv[i]);
-            goto done;
-        } else if (!config_path) {
-            config_path = argv[i];
-        } else {
-            fprintf(stderr, "morphogen train: unexpected argument '%s' (one CONFIG at most)\n", argv[i]);
+        } else if (mg_cli_positional("train", argv[i], &config_path) != 0) {
             goto done;
         }
         if (missing)
