@@ -24,18 +24,20 @@ void mg_seed_state(const mg_config *cfg, const mg_nca_dims *d, float *state)
  * below 2^-32 * n, irrelevant for pool sizes). */
 static uint32_t below(uint32_t bits, uint32_t n) { return (uint32_t)(((uint64_t)bits * n) >> 32); }
 
-void mg_pool_select(uint64_t seed, int64_t iteration, int pool_size, int batch, int32_t *scratch,
-                    int32_t *chosen)
+void mg_pool_slice(int pool_size, int batch, int j, int32_t *first, int32_t *count)
 {
-    for (int i = 0; i < pool_size; i++)
-        scratch[i] = i;
+    const int64_t lo = (int64_t)j * pool_size / batch, hi = (int64_t)(j + 1) * pool_size / batch;
+    *first = (int32_t)lo;
+    *count = (int32_t)(hi - lo);
+}
+
+void mg_pool_select(uint64_t seed, int64_t iteration, int pool_size, int batch, int32_t *chosen)
+{
     for (int j = 0; j < batch; j++) {
+        int32_t first, count;
+        mg_pool_slice(pool_size, batch, j, &first, &count);
         const uint32_t bits = mg_rng_u32(seed, MG_RNG_BATCH, (uint32_t)iteration, 0, 0, (uint32_t)j);
-        const int k = j + (int)below(bits, (uint32_t)(pool_size - j));
-        const int32_t t = scratch[j];
-        scratch[j] = scratch[k];
-        scratch[k] = t;
-        chosen[j] = scratch[j];
+        chosen[j] = first + (int32_t)below(bits, (uint32_t)count);
     }
 }
 

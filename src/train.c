@@ -36,7 +36,7 @@ int mg_trainer_step(mg_trainer *t, int64_t inject_nan_at, mg_metrics_row *row, m
     const size_t target_len = (size_t)mg_cells(&t->dims) * 4;
 
     /* Batch: gather, rank by current loss, reseed the worst, damage the best. */
-    mg_pool_select(cfg->seed, it, cfg->pool_size, B, t->select_scratch, t->batch_index);
+    mg_pool_select(cfg->seed, it, cfg->pool_size, B, t->batch_index);
     for (int b = 0; b < B; b++) {
         const int32_t p = t->batch_index[b];
         t->sample_index[b] = (uint32_t)p;

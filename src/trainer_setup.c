@@ -16,7 +16,6 @@ static int allocate_work(mg_trainer *t, mg_error *err)
 {
     const mg_config *cfg = &t->cfg;
     const int B = cfg->batch;
-    t->select_scratch = malloc(sizeof(int32_t) * (size_t)cfg->pool_size);
     t->batch_index = malloc(sizeof(int32_t) * B);
     t->sample_index = malloc(sizeof(uint32_t) * B);
     t->batch_target = malloc(sizeof(int32_t) * B);
@@ -24,7 +23,7 @@ static int allocate_work(mg_trainer *t, mg_error *err)
     t->batch_grads = malloc(sizeof(float) * (size_t)t->n_params * B);
     t->batch_loss = malloc(sizeof(double) * B);
     t->order = malloc(sizeof(int) * B);
-    if (!t->select_scratch || !t->batch_index || !t->sample_index || !t->batch_target || !t->batch_states ||
+    if (!t->batch_index || !t->sample_index || !t->batch_target || !t->batch_states ||
         !t->batch_grads || !t->batch_loss || !t->order)
         return mg_fail(err, "out of memory for a batch of %d samples", B);
     t->backend = mg_backend_create(cfg, &t->dims, cfg->steps_max, err);
@@ -200,7 +199,6 @@ void mg_trainer_free(mg_trainer *t)
     free(t->pool_loss);
     free(t->pool_target);
     free(t->metrics);
-    free(t->select_scratch);
     free(t->batch_index);
     free(t->sample_index);
     free(t->batch_target);

@@ -15,10 +15,14 @@
 int mg_seed_cell(const mg_config *cfg, const mg_nca_dims *d);
 void mg_seed_state(const mg_config *cfg, const mg_nca_dims *d, float *state);
 
-/* Choose `batch` distinct pool indices for a 1-based iteration (partial
- * Fisher-Yates driven by the counter-based RNG); scratch has pool_size ints. */
-void mg_pool_select(uint64_t seed, int64_t iteration, int pool_size, int batch, int32_t *scratch,
-                    int32_t *chosen);
+/* The pool is cut into `batch` fixed logical slices, slice j being
+ * [j*P/B, (j+1)*P/B); batch position j draws one sample uniformly from slice
+ * j, keyed by (seed, iteration, j). Stratified instead of Distill's draw from
+ * the whole pool (the same distribution of samples per batch up to the
+ * stratification), so that a rank owning batch positions also owns the pool
+ * samples they can touch, whatever the number of ranks. */
+void mg_pool_slice(int pool_size, int batch, int j, int32_t *first, int32_t *count);
+void mg_pool_select(uint64_t seed, int64_t iteration, int pool_size, int batch, int32_t *chosen);
 
 /* Rollout length for an iteration, uniform in [steps_min, steps_max]. */
 int mg_rollout_steps(const mg_config *cfg, int64_t iteration);

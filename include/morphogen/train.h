@@ -36,7 +36,7 @@ typedef struct mg_trainer {
     mg_metrics_row *metrics;
 
     /* per-iteration work buffers */
-    int32_t *select_scratch, *batch_index;
+    int32_t *batch_index;
     uint32_t *sample_index;
     int32_t *batch_target;
     float *batch_states, *batch_grads;

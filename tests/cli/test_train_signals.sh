@@ -22,7 +22,7 @@ stop_with() {
     # Emptied here, not by the background redirection, so that the polling
     # below can never see a previous run's progress lines.
     : > "$name.err"
-    "$MORPHOGEN" train "${LONG[@]}" --out "$MG_WORK/$name.h5" 2>>"$name.err" &
+    "$MORPHOGEN" train "${LONG[@]}" --out "$MG_WORK/$name.h5" >/dev/null 2>>"$name.err" &
     local pid=$!
     wait_for_progress "$name.err" "$pid" 5
     kill -s "$sig" "$pid"
