@@ -84,6 +84,25 @@ int mg_trainer_init(mg_trainer *t, const mg_config *cfg, const char *config_sour
     return allocate_work(t, err);
 }
 
+/* The config source of a resumed run: the original text plus one
+ * "; --set k=v (on resume at iteration N)" line per override. */
+static char *append_resume_overrides(const char *source, int64_t iteration, int n, char **overrides)
+{
+    size_t len = strlen(source) + 2;
+    for (int i = 0; i < n; i++)
+        len += strlen(overrides[i]) + 64;
+    char *text = malloc(len);
+    if (!text)
+        return NULL;
+    size_t at = (size_t)snprintf(text, len, "%s", source);
+    if (n > 0 && at > 0 && text[at - 1] != '\n')
+        at += (size_t)snprintf(text + at, len - at, "\n");
+    for (int i = 0; i < n; i++)
+        at += (size_t)snprintf(text + at, len - at, "; --set %s (on resume at iteration %lld)\n", overrides[i],
+                               (long long)iteration);
+    return text;
+}
+
 /* Keys a resume may change: they do not alter the computation so far
  * (checkpoint_steps only trades memory for time, bit-identically). */
 static int override_allowed(const char *assignment)
@@ -126,7 +145,8 @@ int mg_trainer_resume(mg_trainer *t, const char *path, int n_overrides, char **o
         goto done;
     }
     t->config_text = mg_config_to_ini(&t->cfg);
-    t->config_source = strdup(snap.config_source ? snap.config_source : "");
+    t->config_source = append_resume_overrides(snap.config_source ? snap.config_source : "", snap.iteration,
+                                               n_overrides, overrides);
     t->n_targets = snap.n_targets;
     t->targets = snap.targets;
     snap.targets = NULL;

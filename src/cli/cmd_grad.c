@@ -4,10 +4,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "../h5_util.h"
 #include "cli.h"
 #include "morphogen/backend.h"
+#include "morphogen/fileio.h"
 #include "morphogen/optimizer.h"
 #include "morphogen/pool.h"
 #include "morphogen/rng.h"
@@ -24,10 +26,14 @@ static const char USAGE[] =
     "iteration 0 and sample = row index; --set model.fire_rate=1 makes the rollout deterministic.\n"
     "--set may change keys that keep the shapes (model.fire_rate, model.alive_threshold, seed.*).\n";
 
-static int write_outputs(const char *path, const mg_tensor_desc *tensors, int n_tensors, const float *grad,
+static int write_outputs(const char *out_path, const mg_tensor_desc *tensors, int n_tensors, const float *grad,
                          const double *loss, int B, const int64_t *state_dims, const float *final_states,
                          const float *grad_states, mg_error *err)
 {
+    /* Written next to the destination and renamed over it when complete. */
+    char path[4096];
+    if (mg_tmp_path(out_path, path, sizeof path, err) != 0)
+        return -1;
     mg_h5_quiet q;
     mg_h5_quiet_begin(&q);
     int ok = 0;
@@ -51,21 +57,25 @@ static int write_outputs(const char *path, const mg_tensor_desc *tensors, int n_
         if (!ok) {
             char cause[256];
             mg_h5_failure_cause(cause, sizeof cause);
-            mg_fail(err, "%s: cannot write gradients: %s", path, cause);
+            mg_fail(err, "%s: cannot write gradients: %s", out_path, cause);
         }
         if (g >= 0)
             H5Gclose(g);
         if (H5Fclose(f) < 0 && ok) {
             ok = 0;
-            mg_fail(err, "%s: cannot write gradients (close failed)", path);
+            mg_fail(err, "%s: cannot write gradients (close failed)", out_path);
         }
     } else {
         char cause[256];
         mg_h5_failure_cause(cause, sizeof cause);
-        mg_fail(err, "%s: cannot create: %s", path, cause);
+        mg_fail(err, "%s: cannot create: %s", out_path, cause);
     }
     mg_h5_quiet_end(&q);
-    return ok ? 0 : -1;
+    if (!ok) {
+        unlink(path);
+        return -1;
+    }
+    return mg_commit_tmp(path, out_path, err);
 }
 
 static int shape_preserving(const char *assignment)

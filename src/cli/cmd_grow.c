@@ -3,10 +3,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "../h5_util.h"
 #include "cli.h"
 #include "morphogen/backend.h"
+#include "morphogen/fileio.h"
 #include "morphogen/pool.h"
 #include "morphogen/rng.h"
 #include "morphogen/target.h"
@@ -34,36 +36,43 @@ static int keep_frame(void *ctx, int step, const float *state, mg_error *err)
     return 0;
 }
 
-static int write_grow_file(const char *path, const char *run_path, int64_t iteration, const float *frames,
+static int write_grow_file(const char *out_path, const char *run_path, int64_t iteration, const float *frames,
                            int steps, const mg_nca_dims *d, mg_error *err)
 {
-    const int64_t dims[4] = {steps + 1, d->height, d->width, d->channels};
-    if (mg_h5_write_floats(path, 1, "frames", 4, dims, frames, err) != 0)
+    /* Written next to the destination and renamed over it when complete, so
+     * a failure never leaves a partial file or destroys an earlier one. */
+    char path[4096];
+    if (mg_tmp_path(out_path, path, sizeof path, err) != 0)
         return -1;
+    const int64_t dims[4] = {steps + 1, d->height, d->width, d->channels}, n = steps + 1;
+    int32_t *step_ids = malloc(sizeof(int32_t) * (size_t)n);
+    if (!step_ids)
+        return mg_fail(err, "%s: out of memory", out_path);
+    for (int i = 0; i <= steps; i++)
+        step_ids[i] = i;
     mg_h5_quiet q;
     mg_h5_quiet_begin(&q);
-    int rc = -1;
-    hid_t f = H5Fopen(path, H5F_ACC_RDWR, H5P_DEFAULT);
-    int32_t *step_ids = malloc(sizeof(int32_t) * (size_t)(steps + 1));
-    if (f >= 0 && step_ids) {
-        for (int i = 0; i <= steps; i++)
-            step_ids[i] = i;
-        const int64_t n = steps + 1;
-        if (mg_h5_write_dataset(f, "steps", H5T_STD_I32LE, H5T_NATIVE_INT32, 1, &n, step_ids) == 0 &&
-            mg_h5_write_string_attr(f, "run", run_path) == 0 &&
-            mg_h5_write_scalar_attr(f, "iteration", H5T_STD_I64LE, H5T_NATIVE_INT64, &iteration) == 0)
-            rc = 0;
-    }
-    if (rc != 0) {
-        char cause[256];
-        mg_h5_failure_cause(cause, sizeof cause);
-        mg_fail(err, "%s: cannot write frames: %s", path, cause);
-    }
+    int ok = 0;
+    hid_t f = H5Fcreate(path, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
     if (f >= 0)
-        H5Fclose(f);
-    free(step_ids);
+        ok = mg_h5_write_dataset(f, "frames", H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, 4, dims, frames) == 0 &&
+             mg_h5_write_dataset(f, "steps", H5T_STD_I32LE, H5T_NATIVE_INT32, 1, &n, step_ids) == 0 &&
+             mg_h5_write_string_attr(f, "run", run_path) == 0 &&
+             mg_h5_write_scalar_attr(f, "iteration", H5T_STD_I64LE, H5T_NATIVE_INT64, &iteration) == 0;
+    char cause[256] = "";
+    if (!ok)
+        mg_h5_failure_cause(cause, sizeof cause);
+    if (f >= 0 && H5Fclose(f) < 0 && ok) {
+        ok = 0;
+        mg_h5_failure_cause(cause, sizeof cause);
+    }
     mg_h5_quiet_end(&q);
-    return rc;
+    free(step_ids);
+    if (!ok) {
+        unlink(path);
+        return mg_fail(err, "%s: cannot write frames: %s", out_path, cause);
+    }
+    return mg_commit_tmp(path, out_path, err);
 }
 
 /* Frames side by side, premultiplied RGBA, 2-pixel transparent gaps,

@@ -1,4 +1,5 @@
 /* morphogen: train, grow and inspect Neural Cellular Automata. */
+#include <hdf5.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,6 +24,11 @@ static const char USAGE[] =
 
 int main(int argc, char **argv)
 {
+    /* HDF5 1.10 closes its objects in an atexit handler; after a failed
+     * H5Fclose (a full disk) that handler dereferences a half-closed file
+     * and crashes, turning a clean "disk full" exit 1 into a segfault.
+     * Every file is closed explicitly, so the handler is not needed. */
+    H5dont_atexit();
     if (argc < 2) {
         fputs(USAGE, stderr);
         return MG_EXIT_USAGE;
