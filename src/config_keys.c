@@ -109,6 +109,8 @@ static const mg_key_def key_table[] = {
             "1..1000000000", "iterations between checkpoints written to the run file"),
     INT_KEY("run", "log_every", log_every, "50", 1, 1000000000, "1..1000000000",
             "iterations between progress lines when stderr is not a terminal"),
+    INT_KEY("run", "verify_every", verify_every, "100", 1, 1000000000, "1..1000000000",
+            "iterations between checks that every rank holds bit-identical weights"),
 };
 
 #define KEY_COUNT (sizeof key_table / sizeof key_table[0])

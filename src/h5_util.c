@@ -72,7 +72,7 @@ void mg_h5_failure_cause(char *buf, size_t len)
 
 /* ---- files and paths ---- */
 
-hid_t mg_h5_open_existing(const char *path, int writable, mg_error *err)
+int mg_h5_probe_existing(const char *path, int writable, mg_error *err)
 {
     /* open(2) first: HDF5's own open failure does not tell a missing file
      * from an unreadable or foreign one. */
@@ -86,14 +86,30 @@ hid_t mg_h5_open_existing(const char *path, int writable, mg_error *err)
     htri_t is_hdf5 = H5Fis_hdf5(path);
     if (is_hdf5 == 0)
         return mg_fail(err, "%s: not an HDF5 file", path);
-    hid_t file = is_hdf5 > 0 ? H5Fopen(path, writable ? H5F_ACC_RDWR : H5F_ACC_RDONLY, H5P_DEFAULT)
-                             : H5I_INVALID_HID;
+    if (is_hdf5 < 0) {
+        char cause[300];
+        mg_h5_failure_cause(cause, sizeof cause);
+        return mg_fail(err, "%s: cannot open HDF5 file: %s", path, cause);
+    }
+    return 0;
+}
+
+hid_t mg_h5_open_probed(const char *path, int writable, hid_t fapl, mg_error *err)
+{
+    hid_t file = H5Fopen(path, writable ? H5F_ACC_RDWR : H5F_ACC_RDONLY, fapl);
     if (file < 0) {
         char cause[300];
         mg_h5_failure_cause(cause, sizeof cause);
         return mg_fail(err, "%s: cannot open HDF5 file: %s", path, cause);
     }
     return file;
+}
+
+hid_t mg_h5_open_existing(const char *path, int writable, mg_error *err)
+{
+    if (mg_h5_probe_existing(path, writable, err) < 0)
+        return H5I_INVALID_HID;
+    return mg_h5_open_probed(path, writable, H5P_DEFAULT, err);
 }
 
 int mg_h5_exists(hid_t file, const char *object_path)

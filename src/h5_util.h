@@ -36,6 +36,12 @@ void mg_h5_errors_restore(hid_t saved);
  * missing file, an unreadable one and one that is not HDF5. Fails with
  * "PATH: no such file", "PATH: not an HDF5 file", "PATH: cannot open: ...". */
 hid_t mg_h5_open_existing(const char *path, int writable, mg_error *err);
+/* The two halves of mg_h5_open_existing, for a multi-rank open: the probe
+ * (plain open(2) and H5Fis_hdf5, no collective call) lets all ranks agree
+ * the file is there before they enter the collective H5Fopen with an
+ * MPI-IO fapl. */
+int mg_h5_probe_existing(const char *path, int writable, mg_error *err);
+hid_t mg_h5_open_probed(const char *path, int writable, hid_t fapl, mg_error *err);
 
 /* 1 if every component of the absolute object path exists (H5Lexists alone
  * fails when an intermediate group is missing), 0 otherwise. */

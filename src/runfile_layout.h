@@ -61,13 +61,36 @@ static const mg_rf_metric_column MG_RF_METRIC_SCALARS[] = {
 /* Pool I/O by hyperslab of samples [first, first + count): a multi-rank
  * (MPI-IO) writer creates the datasets once for the global pool size and
  * lets every rank write its own slab; the sec2 path writes one slab of the
- * whole pool. Buffers are the slab's samples, no copies are made. dxpl is
- * the transfer property list (H5P_DEFAULT, or collective MPI-IO). */
-int mg_runfile_pool_create(hid_t file, int64_t pool_size, int height, int width, int channels);
-int mg_runfile_pool_write(hid_t file, hid_t dxpl, int64_t first, int64_t count, int height,
-                          int width, int channels, const float *states, const float *loss,
-                          const int32_t *target);
-int mg_runfile_pool_read(hid_t file, hid_t dxpl, int64_t first, int64_t count, int height,
-                         int width, int channels, float *states, float *loss, int32_t *target);
+ * whole pool. Buffers are the slab's samples, no copies are made.
+ *
+ * allocate_now: reserve the datasets' file space at creation
+ * (H5D_ALLOC_TIME_EARLY, no fill written) so that ranks filling them later
+ * through MPI-IO change no metadata; otherwise HDF5 allocates on first
+ * write, as the serial writer always did. */
+int mg_runfile_pool_create(hid_t file, int64_t pool_size, int height, int width, int channels,
+                           int allocate_now);
+
+/* How the slabs travel. One process: dxpl H5P_DEFAULT and agree NULL.
+ * All ranks of a communicator: dxpl asks for collective MPI-IO, and every
+ * rank must reach every H5Dwrite/H5Dread, also a rank without samples
+ * (count 0, empty selection). agree is then called by every rank once its
+ * datasets are open, with its status (0 or -1), and returns -1 on every
+ * rank if any rank failed, so that no rank enters a collective transfer a
+ * failed rank will never join. peer_failed is set when the transfer was
+ * skipped because of another rank's failure: this rank's HDF5 error stack
+ * then holds no cause. */
+typedef struct mg_rf_pool_xfer {
+    hid_t dxpl;
+    int (*agree)(void *ctx, int rc);
+    void *agree_ctx;
+    int peer_failed;
+} mg_rf_pool_xfer;
+
+int mg_runfile_pool_write(hid_t file, mg_rf_pool_xfer *xfer, int64_t first, int64_t count,
+                          int height, int width, int channels, const float *states,
+                          const float *loss, const int32_t *target);
+int mg_runfile_pool_read(hid_t file, mg_rf_pool_xfer *xfer, int64_t first, int64_t count,
+                         int height, int width, int channels, float *states, float *loss,
+                         int32_t *target);
 
 #endif

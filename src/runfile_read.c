@@ -15,6 +15,7 @@
 
 #include "h5_util.h"
 #include "runfile_layout.h"
+#include "runfile_steps.h"
 
 /* Every object a complete run file has, checked up front. */
 static const char *const required_objects[] = {
@@ -28,6 +29,7 @@ typedef struct reader {
     const char *path;
     mg_error *err;
     hid_t file;
+    mg_rf_read_plan *plan;
 } reader;
 
 static int fail_read(const reader *r, const char *object)
@@ -227,7 +229,9 @@ static int read_checkpoint(const reader *r, mg_run_snapshot *s)
     return 0;
 }
 
-static int read_pool(const reader *r, mg_run_snapshot *s)
+/* Shapes checked and arrays allocated here, with the other structural
+ * checks; the samples themselves are read by read_pool_slab. */
+static int check_pool(const reader *r, mg_run_snapshot *s)
 {
     const int64_t grid[4] = { -1, s->height, s->width, -1 };
     int64_t d[4];
@@ -242,15 +246,38 @@ static int read_pool(const reader *r, mg_run_snapshot *s)
     if (expect_dims(r, MG_RF_POOL_LOSS, 1, per_sample, d1) < 0 ||
         expect_dims(r, MG_RF_POOL_TARGET, 1, per_sample, d1) < 0)
         return -1;
-    size_t cells = (size_t)s->pool_size * (size_t)s->height * (size_t)s->width * (size_t)s->channels;
+    mg_rf_read_plan *p = r->plan;
+    if (p->pool_count < 0) {
+        p->pool_first = 0;
+        p->pool_count = s->pool_size;
+    }
+    if (p->pool_first < 0 || p->pool_first > s->pool_size ||
+        p->pool_count > s->pool_size - p->pool_first)
+        return mg_fail(r->err, "%s: cannot read pool samples [%" PRId64 ", %" PRId64 "): the "
+                       "file's pool holds %" PRId64 " samples", r->path, p->pool_first,
+                       p->pool_first + p->pool_count, s->pool_size);
+    size_t n = (size_t)p->pool_count;
+    size_t cells = n * (size_t)s->height * (size_t)s->width * (size_t)s->channels;
     s->pool_states = alloc_array(r, MG_RF_POOL_STATES, cells, sizeof(float));
-    s->pool_loss = s->pool_states ? alloc_array(r, MG_RF_POOL_LOSS, (size_t)s->pool_size, sizeof(float)) : NULL;
-    s->pool_target = s->pool_loss ? alloc_array(r, MG_RF_POOL_TARGET, (size_t)s->pool_size, sizeof(int32_t)) : NULL;
-    if (!s->pool_target)
+    s->pool_loss = s->pool_states ? alloc_array(r, MG_RF_POOL_LOSS, n, sizeof(float)) : NULL;
+    s->pool_target = s->pool_loss ? alloc_array(r, MG_RF_POOL_TARGET, n, sizeof(int32_t)) : NULL;
+    return s->pool_target ? 0 : -1;
+}
+
+/* rc: the status so far. Multi-rank, every rank comes here, also after a
+ * failure, because the pool transfer is collective. */
+static int read_pool_slab(const reader *r, mg_run_snapshot *s, int rc)
+{
+    mg_rf_read_plan *p = r->plan;
+    if (rc < 0) {
+        if (p->pool.agree)
+            p->pool.agree(p->pool.agree_ctx, rc);
         return -1;
-    if (mg_runfile_pool_read(r->file, H5P_DEFAULT, 0, s->pool_size, s->height, s->width,
-                             s->channels, s->pool_states, s->pool_loss, s->pool_target) < 0)
-        return fail_read(r, MG_RF_POOL);
+    }
+    if (mg_runfile_pool_read(r->file, &p->pool, p->pool_first, p->pool_count, s->height,
+                             s->width, s->channels, s->pool_states, s->pool_loss,
+                             s->pool_target) < 0)
+        return p->pool.peer_failed ? -1 : fail_read(r, MG_RF_POOL);
     return 0;
 }
 
@@ -299,13 +326,21 @@ static int read_metrics(const reader *r, mg_run_snapshot *s)
     return rc;
 }
 
-int mg_runfile_read(const char *path, mg_run_snapshot *snap, mg_error *err)
+int mg_rf_read(const char *path, mg_run_snapshot *snap, mg_rf_read_plan *plan, mg_error *err)
 {
     memset(snap, 0, sizeof *snap);
     mg_h5_quiet quiet;
     mg_h5_quiet_begin(&quiet);
-    reader r = { path, err, mg_h5_open_existing(path, 0, err) };
-    int rc = r.file < 0 ? -1 : 0;
+    reader r = { path, err, H5I_INVALID_HID, plan };
+    int rc = mg_h5_probe_existing(path, 0, err);
+    /* The open is collective with an MPI-IO fapl: all ranks or none. */
+    if (plan->pool.agree)
+        rc = plan->pool.agree(plan->pool.agree_ctx, rc);
+    if (rc == 0) {
+        r.file = mg_h5_open_probed(path, 0, plan->fapl, err);
+        rc = r.file < 0 ? -1 : 0;
+    }
+    int opened = rc == 0;
     if (rc == 0)
         rc = read_header(&r);
     /* Tensors before metrics: grad_norm's width is the number of tensors. */
@@ -316,7 +351,9 @@ int mg_runfile_read(const char *path, mg_run_snapshot *snap, mg_error *err)
     if (rc == 0)
         rc = read_checkpoint(&r, snap);
     if (rc == 0)
-        rc = read_pool(&r, snap);
+        rc = check_pool(&r, snap);
+    if (opened)
+        rc = read_pool_slab(&r, snap, rc);
     if (rc == 0)
         rc = read_metrics(&r, snap);
     /* Config last: its parse errors are the least likely to mean the file
@@ -329,4 +366,10 @@ int mg_runfile_read(const char *path, mg_run_snapshot *snap, mg_error *err)
     if (rc < 0)
         mg_run_snapshot_free(snap);
     return rc;
+}
+
+int mg_runfile_read(const char *path, mg_run_snapshot *snap, mg_error *err)
+{
+    mg_rf_read_plan one_process = { H5P_DEFAULT, { H5P_DEFAULT, NULL, NULL, 0 }, 0, -1 };
+    return mg_rf_read(path, snap, &one_process, err);
 }

@@ -1,7 +1,9 @@
 /* Writing a run file crash-safely: everything goes into "<path>.tmp", which
  * is flushed, closed, fsync'ed and then rename()d over <path>; the
  * directory is fsync'ed so the rename itself survives a power cut. A crash
- * or a full disk at any moment leaves the previous file at <path> whole. */
+ * or a full disk at any moment leaves the previous file at <path> whole.
+ * The steps (runfile_steps.h) are shared with the multi-rank writer in
+ * runfile_mpi.c, which fills the pool through MPI-IO in between. */
 #define _POSIX_C_SOURCE 200809L
 
 #include "morphogen/runfile.h"
@@ -19,18 +21,13 @@
 
 #include "h5_util.h"
 #include "runfile_layout.h"
+#include "runfile_steps.h"
 
 #ifndef MORPHOGEN_VERSION
 #define MORPHOGEN_VERSION "unknown"
 #endif
 
-/* The first failure wins: later cleanup failures are consequences. */
-typedef struct writer {
-    char cause[400];
-    int failed;
-} writer;
-
-static int fail_h5(writer *w)
+int mg_rf_fail_h5(mg_rf_writer *w)
 {
     if (!w->failed)
         mg_h5_failure_cause(w->cause, sizeof w->cause);
@@ -38,7 +35,7 @@ static int fail_h5(writer *w)
     return -1;
 }
 
-static int fail_errno(writer *w, int e)
+int mg_rf_fail_errno(mg_rf_writer *w, int e)
 {
     if (!w->failed)
         snprintf(w->cause, sizeof w->cause, "%s", strerror(e));
@@ -46,8 +43,7 @@ static int fail_errno(writer *w, int e)
     return -1;
 }
 
-static int fail_msg(writer *w, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static int fail_msg(writer *w, const char *fmt, ...)
+int mg_rf_fail_msg(mg_rf_writer *w, const char *fmt, ...)
 {
     if (!w->failed) {
         va_list ap;
@@ -59,16 +55,14 @@ static int fail_msg(writer *w, const char *fmt, ...)
     return -1;
 }
 
-/* A snapshot the reader could not read back is a bug in the caller; catch
- * it here rather than produce a file that fails on resume. */
-static int check_snapshot(writer *w, const mg_run_snapshot *s)
+int mg_rf_check_snapshot(mg_rf_writer *w, const mg_run_snapshot *s, int64_t pool_count)
 {
     if (!s->config_text)
-        return fail_msg(w, "invalid snapshot: no config text");
+        return mg_rf_fail_msg(w, "invalid snapshot: no config text");
     if (s->n_targets < 1 || s->height < 1 || s->width < 1 || !s->targets)
-        return fail_msg(w, "invalid snapshot: no targets");
+        return mg_rf_fail_msg(w, "invalid snapshot: no targets");
     if (s->n_tensors < 1 || s->n_tensors > MG_MAX_TENSORS)
-        return fail_msg(w, "invalid snapshot: %d parameter tensors, expected 1..%d",
+        return mg_rf_fail_msg(w, "invalid snapshot: %d parameter tensors, expected 1..%d",
                         s->n_tensors, MG_MAX_TENSORS);
     int64_t offset = 0;
     for (int i = 0; i < s->n_tensors; i++) {
@@ -78,28 +72,29 @@ static int check_snapshot(writer *w, const mg_run_snapshot *s)
          * running sum of sizes, so the flat vector must be packed in order. */
         if (t->name[0] == '\0' || (t->rank != 1 && t->rank != 2) || size != t->size ||
             t->offset != offset)
-            return fail_msg(w, "invalid snapshot: tensor %d (\"%s\") has an inconsistent shape "
+            return mg_rf_fail_msg(w, "invalid snapshot: tensor %d (\"%s\") has an inconsistent shape "
                             "or offset", i, t->name);
         offset += size;
     }
     if (offset != s->n_params || !s->params || !s->adam_m || !s->adam_v)
-        return fail_msg(w, "invalid snapshot: tensor sizes do not add up to %" PRId64 " parameters",
+        return mg_rf_fail_msg(w, "invalid snapshot: tensor sizes do not add up to %" PRId64 " parameters",
                         s->n_params);
-    if (s->pool_size < 1 || s->channels < 1 || !s->pool_states || !s->pool_loss || !s->pool_target)
-        return fail_msg(w, "invalid snapshot: empty pool");
+    if (s->pool_size < 1 || s->channels < 1 ||
+        (pool_count > 0 && (!s->pool_states || !s->pool_loss || !s->pool_target)))
+        return mg_rf_fail_msg(w, "invalid snapshot: empty pool");
     if (s->n_metrics < 0 || (s->n_metrics > 0 && !s->metrics))
-        return fail_msg(w, "invalid snapshot: %" PRId64 " metrics rows", s->n_metrics);
+        return mg_rf_fail_msg(w, "invalid snapshot: %" PRId64 " metrics rows", s->n_metrics);
     return 0;
 }
 
-static int write_root(writer *w, hid_t file)
+static int write_root(mg_rf_writer *w, hid_t file)
 {
     int32_t version = MG_RUNFILE_VERSION;
     if (mg_h5_write_string_attr(file, MG_RF_ATTR_FORMAT, MG_RF_FORMAT) < 0 ||
         mg_h5_write_scalar_attr(file, MG_RF_ATTR_VERSION, H5T_STD_I32LE, H5T_NATIVE_INT32,
                                 &version) < 0 ||
         mg_h5_write_string_attr(file, MG_RF_ATTR_MORPHOGEN_VERSION, MORPHOGEN_VERSION) < 0)
-        return fail_h5(w);
+        return mg_rf_fail_h5(w);
     return 0;
 }
 
@@ -118,7 +113,7 @@ static int parse_bool(const char *text, int64_t *value)
 
 /* One typed attribute per config key so that h5py users get numbers
  * without parsing INI text: f["config"].attrs["train.lr"]. */
-static int write_config_attr(writer *w, hid_t dset, const mg_config *cfg, size_t i)
+static int write_config_attr(mg_rf_writer *w, hid_t dset, const mg_config *cfg, size_t i)
 {
     const mg_config_key *key = mg_config_key_at(i);
     char name[128];
@@ -163,20 +158,20 @@ static int write_config_attr(writer *w, hid_t dset, const mg_config *cfg, size_t
         break;
     }
     if (bad)
-        return fail_msg(w, "config key %s has value \"%s\", which does not parse as its type",
+        return mg_rf_fail_msg(w, "config key %s has value \"%s\", which does not parse as its type",
                         name, value);
-    return rc < 0 ? fail_h5(w) : 0;
+    return rc < 0 ? mg_rf_fail_h5(w) : 0;
 }
 
-static int write_config(writer *w, hid_t file, const mg_run_snapshot *s)
+static int write_config(mg_rf_writer *w, hid_t file, const mg_run_snapshot *s)
 {
     if (mg_h5_write_string_dataset(file, MG_RF_CONFIG, s->config_text) < 0 ||
         mg_h5_write_string_dataset(file, MG_RF_CONFIG_SOURCE,
                                    s->config_source ? s->config_source : "") < 0)
-        return fail_h5(w);
+        return mg_rf_fail_h5(w);
     hid_t dset = H5Dopen2(file, MG_RF_CONFIG, H5P_DEFAULT);
     if (dset < 0)
-        return fail_h5(w);
+        return mg_rf_fail_h5(w);
     int rc = 0;
     for (size_t i = 0; i < mg_config_key_count() && rc == 0; i++)
         rc = write_config_attr(w, dset, &s->cfg, i);
@@ -184,18 +179,18 @@ static int write_config(writer *w, hid_t file, const mg_run_snapshot *s)
     return rc;
 }
 
-static int write_targets(writer *w, hid_t file, const mg_run_snapshot *s)
+static int write_targets(mg_rf_writer *w, hid_t file, const mg_run_snapshot *s)
 {
     int64_t dims[4] = { s->n_targets, s->height, s->width, 4 };
     if (mg_h5_write_dataset(file, MG_RF_TARGETS, H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, 4, dims,
                             s->targets) < 0)
-        return fail_h5(w);
+        return mg_rf_fail_h5(w);
     return 0;
 }
 
 /* Metrics datasets are chunked with an unlimited first dimension, also when
  * empty, so that tools (and a future in-place appender) can extend them. */
-static int write_metrics_column(writer *w, hid_t file, const char *name, hid_t file_type,
+static int write_metrics_column(mg_rf_writer *w, hid_t file, const char *name, hid_t file_type,
                                 hid_t mem_type, int64_t n, int cols, const void *data)
 {
     int rank = cols > 0 ? 2 : 1;
@@ -220,29 +215,29 @@ static int write_metrics_column(writer *w, hid_t file, const char *name, hid_t f
     if (d >= 0 && H5Dclose(d) < 0 && rc == 0)
         rc = -1;
     mg_h5_errors_restore(errs);
-    return rc < 0 ? fail_h5(w) : 0;
+    return rc < 0 ? mg_rf_fail_h5(w) : 0;
 }
 
-static int write_tensor_names(writer *w, hid_t file, const char *object, const mg_run_snapshot *s)
+static int write_tensor_names(mg_rf_writer *w, hid_t file, const char *object, const mg_run_snapshot *s)
 {
     const char *names[MG_MAX_TENSORS];
     for (int i = 0; i < s->n_tensors; i++)
         names[i] = s->tensors[i].name;
     hid_t obj = H5Oopen(file, object, H5P_DEFAULT);
     if (obj < 0)
-        return fail_h5(w);
+        return mg_rf_fail_h5(w);
     int rc = mg_h5_write_string_list_attr(obj, MG_RF_ATTR_TENSOR_NAMES, names, s->n_tensors);
     hid_t errs = mg_h5_errors_save(rc < 0);
     H5Oclose(obj);
     mg_h5_errors_restore(errs);
-    return rc < 0 ? fail_h5(w) : 0;
+    return rc < 0 ? mg_rf_fail_h5(w) : 0;
 }
 
-static int write_metrics(writer *w, hid_t file, const mg_run_snapshot *s)
+static int write_metrics(mg_rf_writer *w, hid_t file, const mg_run_snapshot *s)
 {
     hid_t group = H5Gcreate2(file, MG_RF_METRICS, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
     if (group < 0)
-        return fail_h5(w);
+        return mg_rf_fail_h5(w);
     H5Gclose(group);
 
     /* Rows are stored column by column: one gather buffer reused per column. */
@@ -253,7 +248,7 @@ static int write_metrics(writer *w, hid_t file, const mg_run_snapshot *s)
     if (!col || !iter) {
         free(col);
         free(iter);
-        return fail_errno(w, ENOMEM);
+        return mg_rf_fail_errno(w, ENOMEM);
     }
     int rc = 0;
     for (int64_t r = 0; r < n; r++)
@@ -281,12 +276,12 @@ static int write_metrics(writer *w, hid_t file, const mg_run_snapshot *s)
     return rc;
 }
 
-static int write_tensor_group(writer *w, hid_t file, const char *group_name, const float *flat,
+static int write_tensor_group(mg_rf_writer *w, hid_t file, const char *group_name, const float *flat,
                               const mg_run_snapshot *s)
 {
     hid_t group = H5Gcreate2(file, group_name, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
     if (group < 0)
-        return fail_h5(w);
+        return mg_rf_fail_h5(w);
     int rc = 0;
     for (int i = 0; i < s->n_tensors && rc == 0; i++) {
         const mg_tensor_desc *t = &s->tensors[i];
@@ -296,14 +291,15 @@ static int write_tensor_group(writer *w, hid_t file, const char *group_name, con
     hid_t errs = mg_h5_errors_save(rc < 0);
     H5Gclose(group);
     mg_h5_errors_restore(errs);
-    return rc < 0 ? fail_h5(w) : 0;
+    return rc < 0 ? mg_rf_fail_h5(w) : 0;
 }
 
-static int write_checkpoint(writer *w, hid_t file, const mg_run_snapshot *s)
+static int write_checkpoint(mg_rf_writer *w, hid_t file, const mg_run_snapshot *s,
+                            int with_pool_data)
 {
     hid_t group = H5Gcreate2(file, MG_RF_CHECKPOINT, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
     if (group < 0)
-        return fail_h5(w);
+        return mg_rf_fail_h5(w);
     int rc = 0;
     if (mg_h5_write_scalar_attr(group, MG_RF_ATTR_ITERATION, H5T_STD_I64LE, H5T_NATIVE_INT64,
                                 &s->iteration) < 0 ||
@@ -313,22 +309,26 @@ static int write_checkpoint(writer *w, hid_t file, const mg_run_snapshot *s)
                                 &s->adam_step) < 0 ||
         mg_h5_write_scalar_attr(group, MG_RF_ATTR_WALL_TIME, H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE,
                                 &s->wall_time) < 0)
-        rc = fail_h5(w);
+        rc = mg_rf_fail_h5(w);
     H5Gclose(group);
     if (rc < 0 || write_tensor_group(w, file, MG_RF_PARAMS, s->params, s) < 0 ||
         write_tensor_names(w, file, MG_RF_PARAMS, s) < 0 ||
         write_tensor_group(w, file, MG_RF_ADAM_M, s->adam_m, s) < 0 ||
         write_tensor_group(w, file, MG_RF_ADAM_V, s->adam_v, s) < 0)
         return -1;
-    if (mg_runfile_pool_create(file, s->pool_size, s->height, s->width, s->channels) < 0 ||
-        mg_runfile_pool_write(file, H5P_DEFAULT, 0, s->pool_size, s->height, s->width,
-                              s->channels, s->pool_states, s->pool_loss, s->pool_target) < 0)
-        return fail_h5(w);
+    mg_rf_pool_xfer one_process = { H5P_DEFAULT, NULL, NULL, 0 };
+    if (mg_runfile_pool_create(file, s->pool_size, s->height, s->width, s->channels,
+                               !with_pool_data) < 0 ||
+        (with_pool_data &&
+         mg_runfile_pool_write(file, &one_process, 0, s->pool_size, s->height, s->width,
+                               s->channels, s->pool_states, s->pool_loss, s->pool_target) < 0))
+        return mg_rf_fail_h5(w);
     return 0;
 }
 
 /* HDF5 part: create the tmp file, write every object, flush and close. */
-static int write_hdf5(writer *w, const char *tmp, const mg_run_snapshot *s)
+int mg_rf_write_file(mg_rf_writer *w, const char *tmp, const mg_run_snapshot *s,
+                     int with_pool_data)
 {
     hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
     /* sec2 explicitly: the parallel library must not need MPI_Init here.
@@ -341,22 +341,22 @@ static int write_hdf5(writer *w, const char *tmp, const mg_run_snapshot *s)
         H5Pset_file_locking(fapl, 0, 1) < 0) {
         if (fapl >= 0)
             H5Pclose(fapl);
-        return fail_h5(w);
+        return mg_rf_fail_h5(w);
     }
     hid_t file = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
     if (file < 0)
-        fail_h5(w);
+        mg_rf_fail_h5(w);
     H5Pclose(fapl);
     if (file < 0)
         return -1;
     int rc = 0;
     if (write_root(w, file) < 0 || write_config(w, file, s) < 0 || write_targets(w, file, s) < 0 ||
-        write_metrics(w, file, s) < 0 || write_checkpoint(w, file, s) < 0)
+        write_metrics(w, file, s) < 0 || write_checkpoint(w, file, s, with_pool_data) < 0)
         rc = -1;
     if (rc == 0 && H5Fflush(file, H5F_SCOPE_GLOBAL) < 0)
-        rc = fail_h5(w);
+        rc = mg_rf_fail_h5(w);
     if (H5Fclose(file) < 0 && rc == 0)
-        rc = fail_h5(w);
+        rc = mg_rf_fail_h5(w);
     return rc;
 }
 
@@ -385,40 +385,50 @@ static int fsync_parent_dir(const char *path)
     return fsync_path(dir, O_RDONLY | O_DIRECTORY);
 }
 
-int mg_runfile_write(const char *path, const mg_run_snapshot *snap, mg_error *err)
+char *mg_rf_tmp_path(const char *path)
 {
-    writer w = { "", 0 };
     size_t len = strlen(path);
     char *tmp = malloc(len + sizeof ".tmp");
+    if (tmp) {
+        memcpy(tmp, path, len);
+        memcpy(tmp + len, ".tmp", sizeof ".tmp");
+    }
+    return tmp;
+}
+
+int mg_rf_commit(mg_rf_writer *w, const char *tmp, const char *path)
+{
+    if (fsync_path(tmp, O_RDONLY) < 0 || rename(tmp, path) < 0) {
+        mg_rf_fail_errno(w, errno);
+        unlink(tmp);
+        return -1;
+    }
+    /* The new file is already in place; a failed directory sync only
+     * means the rename might not survive a power cut, still worth
+     * reporting since the caller believes the checkpoint is durable. */
+    if (fsync_parent_dir(path) < 0 && errno != EINVAL)
+        return mg_rf_fail_errno(w, errno);
+    return 0;
+}
+
+int mg_runfile_write(const char *path, const mg_run_snapshot *snap, mg_error *err)
+{
+    mg_rf_writer w = { "", 0 };
+    char *tmp = mg_rf_tmp_path(path);
     if (!tmp)
         return mg_fail(err, "%s: cannot write run file: out of memory", path);
-    memcpy(tmp, path, len);
-    memcpy(tmp + len, ".tmp", sizeof ".tmp");
 
     mg_h5_quiet quiet;
     mg_h5_quiet_begin(&quiet);
-    int rc = check_snapshot(&w, snap);
-    int tmp_made = 0;
-    if (rc == 0) {
-        tmp_made = 1;
-        rc = write_hdf5(&w, tmp, snap);
+    int rc = mg_rf_check_snapshot(&w, snap, snap->pool_size);
+    if (rc == 0 && mg_rf_write_file(&w, tmp, snap, 1) < 0) {
+        rc = -1;
+        unlink(tmp);
     }
     mg_h5_quiet_end(&quiet);
 
-    if (rc == 0 && fsync_path(tmp, O_RDONLY) < 0)
-        rc = fail_errno(&w, errno);
-    if (rc == 0 && rename(tmp, path) < 0)
-        rc = fail_errno(&w, errno);
-    if (rc == 0) {
-        tmp_made = 0;
-        /* The new file is already in place; a failed directory sync only
-         * means the rename might not survive a power cut, still worth
-         * reporting since the caller believes the checkpoint is durable. */
-        if (fsync_parent_dir(path) < 0 && errno != EINVAL)
-            rc = fail_errno(&w, errno);
-    }
-    if (rc < 0 && tmp_made)
-        unlink(tmp);
+    if (rc == 0)
+        rc = mg_rf_commit(&w, tmp, path);
     free(tmp);
     if (rc < 0)
         return mg_fail(err, "%s: cannot write run file: %s", path, w.cause);

@@ -30,30 +30,38 @@ static int all_finite(const float *x, int64_t n)
 int mg_trainer_step(mg_trainer *t, int64_t inject_nan_at, mg_metrics_row *row, mg_error *err)
 {
     const mg_config *cfg = &t->cfg;
-    const int B = cfg->batch;
+    const int B = cfg->batch, b0 = t->batch_first, n = t->batch_count;
     const int64_t it = t->iteration + 1;
     const size_t n_state = (size_t)mg_cells(&t->dims) * t->dims.channels;
     const size_t target_len = (size_t)mg_cells(&t->dims) * 4;
 
-    /* Batch: gather, rank by current loss, reseed the worst, damage the best. */
+    /* Batch: every rank draws the same global batch and gathers the
+     * positions it owns (their pool slices live on this rank). */
     mg_pool_select(cfg->seed, it, cfg->pool_size, B, t->batch_index);
-    for (int b = 0; b < B; b++) {
-        const int32_t p = t->batch_index[b];
-        t->sample_index[b] = (uint32_t)p;
-        t->batch_target[b] = t->pool_target[p];
-        float *s = t->batch_states + n_state * b;
-        memcpy(s, t->pool_states + n_state * p, sizeof(float) * n_state);
-        t->batch_loss[b] = mg_loss_f32(&t->dims, s, t->targets + target_len * t->batch_target[b], NULL, 1.0);
+    for (int i = 0; i < n; i++) {
+        const int64_t p = t->batch_index[b0 + i], local = p - t->pool_first;
+        t->sample_index[i] = (uint32_t)p;
+        t->batch_target[i] = t->pool_target[local];
+        float *s = t->batch_states + n_state * i;
+        memcpy(s, t->pool_states + n_state * local, sizeof(float) * n_state);
+        t->batch_loss[b0 + i] = mg_loss_f32(&t->dims, s, t->targets + target_len * t->batch_target[i], NULL, 1.0);
     }
+    /* Reseed the worst and damage the best of the GLOBAL batch. */
+    if (mg_comm_allgather_doubles(t->comm, t->batch_loss, B, 1, err) != 0)
+        return MG_EXIT_ERROR;
     mg_rank_by_loss(t->batch_loss, B, t->order);
-    for (int i = 0; i < cfg->replace_worst; i++)
-        mg_seed_state(cfg, &t->dims, t->batch_states + n_state * t->order[i]);
-    for (int i = 0; i < cfg->damage; i++) {
-        const int b = t->order[B - 1 - i];
-        mg_damage(cfg, &t->dims, it, t->batch_index[b], t->batch_states + n_state * b);
+    for (int r = 0; r < B; r++) {
+        const int b = t->order[r];
+        if (b < b0 || b >= b0 + n)
+            continue;
+        float *s = t->batch_states + n_state * (b - b0);
+        if (r < cfg->replace_worst)
+            mg_seed_state(cfg, &t->dims, s);
+        else if (r >= B - cfg->damage)
+            mg_damage(cfg, &t->dims, it, t->batch_index[b], s);
     }
 
-    /* Rollouts and per-sample gradients. */
+    /* Rollouts and per-sample gradients of this rank's positions. */
     const int steps = mg_rollout_steps(cfg, it);
     const mg_batch_job job = {
         .dims = t->dims,
@@ -62,21 +70,25 @@ int mg_trainer_step(mg_trainer *t, int64_t inject_nan_at, mg_metrics_row *row, m
         .seed = cfg->seed,
         .iteration = (uint32_t)it,
         .steps = steps,
-        .n = B,
+        .n = n,
         .sample_index = t->sample_index,
         .target_index = t->batch_target,
         .targets = t->targets,
         .params = t->params,
         .n_params = t->n_params,
         .states = t->batch_states,
-        .loss = t->batch_loss,
-        .grads = t->batch_grads,
+        .loss = t->batch_loss + b0,
+        .grads = t->batch_grads + (size_t)b0 * t->n_params,
         .grad_states = NULL,
     };
     if (t->backend->ops->batch(t->backend, &job, err) != 0)
         return MG_EXIT_ERROR;
 
-    /* Mean gradient over the batch, summed in a fixed tree order. */
+    /* Every rank receives every position's gradient and loss and reduces
+     * them in the same fixed tree order: identical bits on 1 or N ranks. */
+    if (mg_comm_allgather_floats(t->comm, t->batch_grads, B, t->n_params, err) != 0 ||
+        mg_comm_allgather_doubles(t->comm, t->batch_loss, B, 1, err) != 0)
+        return MG_EXIT_ERROR;
     mg_tree_sum(t->batch_grads, B, t->n_params);
     const float inv_b = 1.0f / (float)B;
     for (int64_t i = 0; i < t->n_params; i++)
@@ -99,11 +111,11 @@ int mg_trainer_step(mg_trainer *t, int64_t inject_nan_at, mg_metrics_row *row, m
     t->adam_step++;
     mg_adam_update(cfg, row->lr, t->adam_step, t->params, t->adam_m, t->adam_v, t->batch_grads, t->n_params);
 
-    /* Final states and their losses go back into the pool. */
-    for (int b = 0; b < B; b++) {
-        const int32_t p = t->batch_index[b];
-        memcpy(t->pool_states + n_state * p, t->batch_states + n_state * b, sizeof(float) * n_state);
-        t->pool_loss[p] = (float)t->batch_loss[b];
+    /* Final states and their losses go back into this rank's pool shard. */
+    for (int i = 0; i < n; i++) {
+        const int64_t local = t->batch_index[b0 + i] - t->pool_first;
+        memcpy(t->pool_states + n_state * local, t->batch_states + n_state * i, sizeof(float) * n_state);
+        t->pool_loss[local] = (float)t->batch_loss[b0 + i];
     }
     t->iteration = it;
     return 0;
@@ -123,16 +135,31 @@ static int append_metrics(mg_trainer *t, const mg_metrics_row *row, mg_error *er
     return 0;
 }
 
+/* Collective: every rank writes its pool shard into the same file. */
 static int checkpoint(const mg_trainer *t, const char *path, double wall_time, mg_error *err)
 {
     mg_run_snapshot snap;
     mg_trainer_snapshot(t, wall_time, &snap);
-    return mg_runfile_write(path, &snap, err);
+    if (!t->comm->world) /* a plain process: no MPI, the serial writer */
+        return mg_runfile_write(path, &snap, err);
+    return mg_runfile_write_shared(path, &snap, t->pool_first, t->pool_count, t->comm->world, err);
+}
+
+/* One line from whichever rank has something to say: rank 0 speaks for
+ * the job, any other rank names itself. */
+static void say(const mg_trainer *t, FILE *log, const char *text)
+{
+    if (t->comm->rank == 0)
+        fprintf(log, "morphogen: %s\n", text);
+    else
+        fprintf(log, "morphogen (rank %d of %d): %s\n", t->comm->rank, t->comm->size, text);
+    fflush(log);
 }
 
 int mg_trainer_run(mg_trainer *t, const mg_train_options *opt, mg_error *err)
 {
     const mg_config *cfg = &t->cfg;
+    mg_comm *comm = t->comm;
     const double start = now_seconds();
     const int64_t first = t->iteration;
     mg_progress progress;
@@ -147,9 +174,16 @@ int mg_trainer_run(mg_trainer *t, const mg_train_options *opt, mg_error *err)
         const double t0 = now_seconds();
         mg_metrics_row row;
         memset(&row, 0, sizeof row);
+        if (opt->fail_at == t->iteration + 1 && opt->fail_rank == comm->rank) {
+            /* Test hook: a failure only this rank sees, mid-run. */
+            mg_fail(err, "simulated failure at iteration %lld (MORPHOGEN_TEST_FAIL)", (long long)opt->fail_at);
+            say(t, opt->log, err->msg);
+            mg_comm_abort(comm, MG_EXIT_ERROR);
+        }
         const int rc = mg_trainer_step(t, opt->inject_nan_at, &row, err);
         if (rc == MG_EXIT_NONFINITE) {
-            mg_progress_finish(&progress);
+            if (comm->rank == 0)
+                mg_progress_finish(&progress);
             /* Checkpoints exist at the start of this session and at every
              * multiple of checkpoint_every since. */
             int64_t last_good = t->iteration - (t->iteration % cfg->checkpoint_every);
@@ -161,32 +195,56 @@ int mg_trainer_run(mg_trainer *t, const mg_train_options *opt, mg_error *err)
                     (long long)row.iteration, (long long)last_good);
             return MG_EXIT_NONFINITE;
         }
-        if (rc != 0)
-            return rc;
+        if (rc != 0) {
+            /* A failure in this rank's own work: end the whole job now
+             * rather than leave the others waiting in a collective. */
+            say(t, opt->log, err->msg);
+            mg_comm_abort(comm, MG_EXIT_ERROR);
+        }
         const double t1 = now_seconds();
         const int steps = mg_rollout_steps(cfg, t->iteration);
-        row.wall_time = t->wall_time + (t1 - start);
-        row.cell_steps_per_s = (double)cfg->batch * mg_cells(&t->dims) * steps / (t1 - t0);
-        if (append_metrics(t, &row, err) != 0)
+        /* Rank 0's clock for every rank, so the replicated metrics agree. */
+        double timing[2] = {t->wall_time + (t1 - start), (double)cfg->batch * mg_cells(&t->dims) * steps / (t1 - t0)};
+        mg_comm_bcast_doubles(comm, timing, 2);
+        row.wall_time = timing[0];
+        row.cell_steps_per_s = timing[1];
+        if (append_metrics(t, &row, err) != 0) {
+            say(t, opt->log, err->msg);
+            mg_comm_abort(comm, MG_EXIT_ERROR);
+        }
+        if (comm->rank == 0) {
+            const double rate = (double)(t->iteration - first) / (t1 - start);
+            mg_progress_update(&progress, t->iteration, cfg->iterations, row.loss, rate, row.cell_steps_per_s, t1);
+        }
+        if (t->iteration % cfg->verify_every == 0 && !mg_comm_replicated(comm, t->params, t->n_params)) {
+            if (comm->rank == 0)
+                mg_progress_finish(&progress);
+            mg_fail(err, "%s: the ranks' weights differ after iteration %lld (replicas diverged: a hardware or "
+                         "MPI fault); stopped, the run file keeps the last checkpoint",
+                    opt->out_path, (long long)t->iteration);
             return MG_EXIT_ERROR;
-        const double rate = (double)(t->iteration - first) / (t1 - start);
-        mg_progress_update(&progress, t->iteration, cfg->iterations, row.loss, rate, row.cell_steps_per_s, t1);
+        }
 
-        const int stopping = opt->stop && *opt->stop;
+        /* A signal on any rank stops every rank after the same iteration. */
+        const int stopping = mg_comm_any(comm, opt->stop && *opt->stop);
         if (stopping || t->iteration % cfg->checkpoint_every == 0 || t->iteration == cfg->iterations) {
             if (checkpoint(t, opt->out_path, row.wall_time, err) != 0) {
-                mg_progress_finish(&progress);
+                if (comm->rank == 0)
+                    mg_progress_finish(&progress);
                 return MG_EXIT_ERROR;
             }
         }
         if (stopping) {
-            mg_progress_finish(&progress);
-            fprintf(opt->log, "morphogen: stopped by signal after iteration %lld; checkpoint written to %s; "
-                              "continue with --resume %s\n",
-                    (long long)t->iteration, opt->out_path, opt->out_path);
+            if (comm->rank == 0) {
+                mg_progress_finish(&progress);
+                fprintf(opt->log, "morphogen: stopped by signal after iteration %lld; checkpoint written to %s; "
+                                  "continue with --resume %s\n",
+                        (long long)t->iteration, opt->out_path, opt->out_path);
+            }
             return MG_EXIT_INTERRUPTED;
         }
     }
-    mg_progress_finish(&progress);
+    if (comm->rank == 0)
+        mg_progress_finish(&progress);
     return MG_EXIT_OK;
 }

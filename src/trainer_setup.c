@@ -11,15 +11,38 @@
 
 static size_t state_len(const mg_trainer *t) { return (size_t)mg_cells(&t->dims) * t->dims.channels; }
 
+int mg_trainer_check_ranks(const mg_config *cfg, const mg_comm *comm, const char *source, mg_error *err)
+{
+    if (cfg->batch % comm->size != 0)
+        return mg_fail(err, "%s: train.batch (%d) must be a multiple of the number of ranks (%d): each rank "
+                            "computes an equal share of every batch",
+                       source, cfg->batch, comm->size);
+    return 0;
+}
+
+/* This rank's batch positions and the pool slices they draw from. */
+static void assign_shard(mg_trainer *t, mg_comm *comm)
+{
+    const int B = t->cfg.batch;
+    t->comm = comm;
+    t->batch_first = mg_comm_block_first(comm, B, comm->rank);
+    t->batch_count = mg_comm_block_first(comm, B, comm->rank + 1) - t->batch_first;
+    int32_t first, count, last_first;
+    mg_pool_slice(t->cfg.pool_size, B, t->batch_first, &first, &count);
+    mg_pool_slice(t->cfg.pool_size, B, t->batch_first + t->batch_count - 1, &last_first, &count);
+    t->pool_first = first;
+    t->pool_count = (int64_t)last_first + count - first;
+}
+
 /* Buffers and backend that depend only on the config. */
 static int allocate_work(mg_trainer *t, mg_error *err)
 {
     const mg_config *cfg = &t->cfg;
-    const int B = cfg->batch;
+    const int B = cfg->batch, n = t->batch_count;
     t->batch_index = malloc(sizeof(int32_t) * B);
-    t->sample_index = malloc(sizeof(uint32_t) * B);
-    t->batch_target = malloc(sizeof(int32_t) * B);
-    t->batch_states = malloc(sizeof(float) * state_len(t) * B);
+    t->sample_index = malloc(sizeof(uint32_t) * n);
+    t->batch_target = malloc(sizeof(int32_t) * n);
+    t->batch_states = malloc(sizeof(float) * state_len(t) * n);
     t->batch_grads = malloc(sizeof(float) * (size_t)t->n_params * B);
     t->batch_loss = malloc(sizeof(double) * B);
     t->order = malloc(sizeof(int) * B);
@@ -32,7 +55,7 @@ static int allocate_work(mg_trainer *t, mg_error *err)
 
 static int allocate_state(mg_trainer *t, mg_error *err)
 {
-    const size_t P = (size_t)t->cfg.pool_size;
+    const size_t P = (size_t)t->pool_count;
     t->n_tensors = 3;
     t->n_params = mg_param_layout(&t->dims, t->tensors);
     t->params = calloc((size_t)t->n_params, sizeof(float));
@@ -47,10 +70,11 @@ static int allocate_state(mg_trainer *t, mg_error *err)
     return 0;
 }
 
-int mg_trainer_init(mg_trainer *t, const mg_config *cfg, const char *config_source, mg_error *err)
+int mg_trainer_init(mg_trainer *t, const mg_config *cfg, const char *config_source, mg_comm *comm, mg_error *err)
 {
     memset(t, 0, sizeof *t);
     t->cfg = *cfg;
+    assign_shard(t, comm);
     t->config_text = mg_config_to_ini(cfg);
     t->config_source = strdup(config_source ? config_source : "");
     if (!t->config_text || !t->config_source)
@@ -76,10 +100,10 @@ int mg_trainer_init(mg_trainer *t, const mg_config *cfg, const char *config_sour
     if (allocate_state(t, err) != 0)
         return -1;
     mg_params_init(cfg->seed, t->tensors, t->n_tensors, t->params);
-    for (int64_t i = 0; i < cfg->pool_size; i++) {
+    for (int64_t i = 0; i < t->pool_count; i++) {
         mg_seed_state(cfg, &t->dims, t->pool_states + state_len(t) * i);
         t->pool_loss[i] = NAN;
-        t->pool_target[i] = (int32_t)(i % t->n_targets);
+        t->pool_target[i] = (int32_t)((t->pool_first + i) % t->n_targets);
     }
     return allocate_work(t, err);
 }
@@ -111,12 +135,31 @@ static int override_allowed(const char *assignment)
            strncmp(assignment, "train.checkpoint_steps=", 23) == 0 || strncmp(assignment, "run.", 4) == 0;
 }
 
-int mg_trainer_resume(mg_trainer *t, const char *path, int n_overrides, char **overrides, mg_error *err)
+int mg_trainer_resume(mg_trainer *t, const char *path, int n_overrides, char **overrides, mg_comm *comm,
+                      mg_error *err)
 {
     memset(t, 0, sizeof *t);
     mg_run_snapshot snap;
-    if (mg_runfile_read(path, &snap, err) != 0)
-        return -1;
+    if (!comm->world) {
+        if (mg_runfile_read(path, &snap, err) != 0)
+            return -1;
+    } else {
+        /* The shard depends on the config inside the file: read it without
+         * any pool samples first, then with this rank's slab. */
+        if (mg_runfile_read_shared(path, &snap, 0, 0, comm->world, err) != 0)
+            return -1;
+        mg_trainer tmp;
+        memset(&tmp, 0, sizeof tmp);
+        tmp.cfg = snap.cfg;
+        if (mg_trainer_check_ranks(&snap.cfg, comm, path, err) != 0) {
+            mg_run_snapshot_free(&snap);
+            return -1;
+        }
+        assign_shard(&tmp, comm);
+        mg_run_snapshot_free(&snap);
+        if (mg_runfile_read_shared(path, &snap, tmp.pool_first, tmp.pool_count, comm->world, err) != 0)
+            return -1;
+    }
     int rc = -1;
     t->cfg = snap.cfg;
     for (int i = 0; i < n_overrides; i++) {
@@ -128,8 +171,9 @@ int mg_trainer_resume(mg_trainer *t, const char *path, int n_overrides, char **o
         if (mg_config_set(&t->cfg, overrides[i], err) != 0)
             goto done;
     }
-    if (mg_config_validate(&t->cfg, path, err) != 0)
+    if (mg_config_validate(&t->cfg, path, err) != 0 || mg_trainer_check_ranks(&t->cfg, comm, path, err) != 0)
         goto done;
+    assign_shard(t, comm);
     const int side = t->cfg.size + 2 * t->cfg.padding;
     t->dims = (mg_nca_dims){side, side, t->cfg.channels, t->cfg.hidden};
     if (snap.height != side || snap.width != side || snap.channels != t->cfg.channels ||
@@ -156,9 +200,11 @@ int mg_trainer_resume(mg_trainer *t, const char *path, int n_overrides, char **o
     t->adam_step = snap.adam_step;
     t->iteration = snap.iteration;
     t->wall_time = snap.wall_time;
-    memcpy(t->pool_states, snap.pool_states, sizeof(float) * state_len(t) * t->cfg.pool_size);
-    memcpy(t->pool_loss, snap.pool_loss, sizeof(float) * t->cfg.pool_size);
-    memcpy(t->pool_target, snap.pool_target, sizeof(int32_t) * t->cfg.pool_size);
+    /* The serial reader returns the whole pool, the shared one this rank's. */
+    const int64_t offset = comm->world ? 0 : t->pool_first;
+    memcpy(t->pool_states, snap.pool_states + state_len(t) * offset, sizeof(float) * state_len(t) * t->pool_count);
+    memcpy(t->pool_loss, snap.pool_loss + offset, sizeof(float) * t->pool_count);
+    memcpy(t->pool_target, snap.pool_target + offset, sizeof(int32_t) * t->pool_count);
     /* Metrics up to the checkpoint; anything after it is recomputed. */
     t->n_metrics = 0;
     for (int64_t i = 0; i < snap.n_metrics; i++)
@@ -199,7 +245,7 @@ void mg_trainer_snapshot(const mg_trainer *t, double wall_time, mg_run_snapshot 
     snap->wall_time = wall_time;
     snap->pool_size = t->cfg.pool_size;
     snap->channels = t->dims.channels;
-    snap->pool_states = t->pool_states;
+    snap->pool_states = t->pool_states; /* this rank's samples [pool_first, +pool_count) */
     snap->pool_loss = t->pool_loss;
     snap->pool_target = t->pool_target;
     snap->n_metrics = t->n_metrics;

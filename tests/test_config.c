@@ -149,6 +149,7 @@ static void test_defaults_match_distill(void **state)
     assert_int_equal(c.threads, 0);
     assert_int_equal(c.checkpoint_every, 500);
     assert_int_equal(c.log_every, 50);
+    assert_int_equal(c.verify_every, 100);
 
     mg_error err = { { 0 } };
     if (mg_config_validate(&c, "defaults", &err) != 0)
@@ -168,6 +169,7 @@ static void test_key_table(void **state)
         "train.lr_steps", "train.lr_factor", "train.beta1", "train.beta2", "train.adam_eps",
         "train.weight_decay", "train.grad_normalize", "train.checkpoint_steps",
         "run.backend", "run.threads", "run.checkpoint_every", "run.log_every",
+        "run.verify_every",
     };
     size_t n = sizeof expected / sizeof expected[0];
     assert_int_equal(mg_config_key_count(), n);
@@ -251,7 +253,7 @@ static void test_range_texts_are_enforced(void **state)
             checked++;
         }
     }
-    assert_int_equal(checked, 17 + 10); /* integer keys + double keys */
+    assert_int_equal(checked, 18 + 10); /* integer keys + double keys */
     assert_int_equal(try_set("train", "seed", "0"), 0);
     assert_int_equal(try_set("train", "lr_steps", "1000000000"), 0);
     assert_int_equal(try_set("train", "lr_steps", "1000000001"), -1);
@@ -267,7 +269,7 @@ static void test_format_value(void **state)
     const char *want[] = { "16", "128", "0.5", "0.1", LIZARD, "40", "16", "-1", "-1", "false",
                            "1", "8000", "1024", "8", "1", "0", "0.1", "0.4", "64", "96",
                            "0.002", "2000", "0.1", "0.9", "0.999", "1e-08", "0", "true", "0",
-                           "cpu", "0", "500", "50" };
+                           "cpu", "0", "500", "50", "100" };
     for (size_t i = 0; i < mg_config_key_count(); i++) {
         mg_config_format_value(&c, i, buf, sizeof buf);
         assert_string_equal(buf, want[i]);

@@ -59,6 +59,7 @@ typedef struct mg_config {
     int threads;           /* OpenMP threads, 0 = OMP default, default 0 */
     int checkpoint_every;  /* iterations between run-file checkpoints, default 500 */
     int log_every;         /* iterations between plain progress lines (non-tty), default 50 */
+    int verify_every;      /* iterations between replica checks across ranks, default 100 */
 } mg_config;
 
 void mg_config_defaults(mg_config *cfg);

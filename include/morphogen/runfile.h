@@ -40,7 +40,11 @@
  *
  * Crash safety: a write goes to "<path>.tmp" in the same directory, is
  * flushed and fsync'ed, then rename()d over <path>; a crash at any moment
- * leaves either the old or the new complete file. */
+ * leaves either the old or the new complete file.
+ *
+ * Multi-rank runs (mg_runfile_write_shared / mg_runfile_read_shared) use
+ * the same layout and the same code for every object: the file holds no
+ * trace of how many ranks wrote it. */
 #ifndef MORPHOGEN_RUNFILE_H
 #define MORPHOGEN_RUNFILE_H
 
@@ -114,6 +118,47 @@ int mg_runfile_write(const char *path, const mg_run_snapshot *snap, mg_error *er
  * without MPI_Init (default sec2 driver). Allocates all arrays; free with
  * mg_run_snapshot_free. On failure snap holds nothing to free. */
 int mg_runfile_read(const char *path, mg_run_snapshot *snap, mg_error *err);
+
+/* The multi-rank functions take the communicator as `const void *mpi_comm`,
+ * a pointer to an MPI_Comm (pass &comm, e.g. &(MPI_Comm){MPI_COMM_WORLD}),
+ * so that this header does not need mpi.h: parts of morphogen that include
+ * it are built without MPI's include path. Careful: with Open MPI, MPI_Comm
+ * is itself a pointer, so passing MPI_COMM_WORLD instead of its address
+ * compiles. Call them after MPI_Init.
+ *
+ * Multi-rank write, collective over the communicator (every rank calls it
+ * with the same path). snap's pool arrays hold only this rank's samples [pool_first,
+ * pool_first + pool_count) of the global snap->pool_size (they may be NULL
+ * when pool_count is 0); the shards of all ranks must cover
+ * [0, pool_size) exactly once. Everything else in snap is identical on
+ * every rank (rank 0's is written).
+ *
+ * Rank 0 writes every object into "<path>.tmp" with the serial code, with
+ * the pool's space reserved; then all ranks open it with MPI-IO and write
+ * their own slab of the pool with collective transfers (no rank gathers the
+ * pool); then rank 0 fsyncs, renames over path and fsyncs the directory.
+ * Crash-safe like mg_runfile_write. Every rank returns the same status and,
+ * on failure, the same message, naming the path and, for a failure that
+ * happened on some ranks only, the first of them: "PATH: cannot write run
+ * file: No space left on device (rank 2)"; the old file at path is then
+ * intact and the tmp removed.
+ *
+ * Test hook: when the environment variable MORPHOGEN_TEST_FAIL_WRITE_RANK
+ * holds a rank number, that rank reports "No space left on device" right
+ * after its pool transfer (a one-rank failure cannot be produced reliably
+ * otherwise: with collective MPI-IO, which rank does the write() is the
+ * MPI library's choice). For tests only. */
+int mg_runfile_write_shared(const char *path, const mg_run_snapshot *snap, int64_t pool_first,
+                            int64_t pool_count, const void *mpi_comm, mg_error *err);
+
+/* Multi-rank read, collective over the communicator. Reads everything, but the pool
+ * arrays only for samples [pool_first, pool_first + pool_count), allocated
+ * with pool_count entries (pool_count may be 0); snap->pool_size is the
+ * global size. Any file can be read by any number of ranks with any
+ * slabs. Errors as mg_runfile_read, the same on every rank (with
+ * " (rank R)" when only some ranks failed). Free with mg_run_snapshot_free. */
+int mg_runfile_read_shared(const char *path, mg_run_snapshot *snap, int64_t pool_first,
+                           int64_t pool_count, const void *mpi_comm, mg_error *err);
 
 /* Frees the arrays and strings a successful mg_runfile_read allocated and
  * zeroes snap. Only for snapshots whose arrays are malloc'd. */

@@ -8,6 +8,7 @@
 #include <stdio.h>
 
 #include "morphogen/backend.h"
+#include "morphogen/comm.h"
 #include "morphogen/config.h"
 #include "morphogen/error.h"
 #include "morphogen/runfile.h"
@@ -28,20 +29,26 @@ typedef struct mg_trainer {
     int64_t iteration;       /* iterations completed */
     double wall_time;        /* seconds of training before this session */
 
-    float *pool_states;      /* [pool_size][cells][C] */
-    float *pool_loss;        /* [pool_size] */
-    int32_t *pool_target;    /* [pool_size] */
+    /* This rank's share: batch positions [batch_first, +batch_count) and the
+     * pool slices they draw from, samples [pool_first, +pool_count). */
+    mg_comm *comm;
+    int batch_first, batch_count;
+    int64_t pool_first, pool_count;
+    float *pool_states;      /* [pool_count][cells][C] */
+    float *pool_loss;        /* [pool_count] */
+    int32_t *pool_target;    /* [pool_count] */
 
     int64_t n_metrics, metrics_cap;
     mg_metrics_row *metrics;
 
     /* per-iteration work buffers */
-    int32_t *batch_index;
-    uint32_t *sample_index;
-    int32_t *batch_target;
-    float *batch_states, *batch_grads;
-    double *batch_loss;
-    int *order;
+    int32_t *batch_index;    /* [batch] global pool index of each position */
+    uint32_t *sample_index;  /* [batch_count] */
+    int32_t *batch_target;   /* [batch_count] */
+    float *batch_states;     /* [batch_count][cells][C] */
+    float *batch_grads;      /* [batch][n_params], every position after the exchange */
+    double *batch_loss;      /* [batch] */
+    int *order;              /* [batch] */
 
     mg_backend *backend;
 } mg_trainer;
@@ -51,15 +58,22 @@ typedef struct mg_train_options {
     const volatile sig_atomic_t *stop;   /* set by a signal handler: checkpoint and stop */
     FILE *log;                           /* progress and messages (stderr) */
     int64_t inject_nan_at;               /* testing hook: loss becomes NaN at this iteration (0 = off) */
+    int fail_rank;                       /* testing hook: this rank fails at fail_at (fail_at 0 = off) */
+    int64_t fail_at;
 } mg_train_options;
 
-/* New run: load the targets named by cfg, initialise weights, Adam and pool. */
-int mg_trainer_init(mg_trainer *t, const mg_config *cfg, const char *config_source, mg_error *err);
+/* Check that the job's rank count can share the batch (and so the pool). */
+int mg_trainer_check_ranks(const mg_config *cfg, const mg_comm *comm, const char *source, mg_error *err);
+
+/* New run: load the targets named by cfg, initialise weights, Adam and this
+ * rank's pool shard. */
+int mg_trainer_init(mg_trainer *t, const mg_config *cfg, const char *config_source, mg_comm *comm, mg_error *err);
 
 /* Resume from a run file; `overrides` (--set assignments, may be empty) may
  * only change keys that do not alter the computation so far: train.iterations,
  * train.checkpoint_steps and the [run] section. */
-int mg_trainer_resume(mg_trainer *t, const char *path, int n_overrides, char **overrides, mg_error *err);
+int mg_trainer_resume(mg_trainer *t, const char *path, int n_overrides, char **overrides, mg_comm *comm,
+                      mg_error *err);
 
 /* Train until cfg.iterations. Returns MG_EXIT_OK, MG_EXIT_NONFINITE,
  * MG_EXIT_INTERRUPTED, or MG_EXIT_ERROR with err filled. */
@@ -69,7 +83,8 @@ int mg_trainer_run(mg_trainer *t, const mg_train_options *opt, mg_error *err);
  * when the loss or a gradient is not finite (nothing is updated then). */
 int mg_trainer_step(mg_trainer *t, int64_t inject_nan_at, mg_metrics_row *row, mg_error *err);
 
-/* View of the trainer as a run-file snapshot (no copies). */
+/* View of the trainer as a run-file snapshot (no copies; the pool arrays are
+ * this rank's shard). */
 void mg_trainer_snapshot(const mg_trainer *t, double wall_time, mg_run_snapshot *snap);
 
 void mg_trainer_free(mg_trainer *t);

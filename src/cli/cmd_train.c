@@ -4,9 +4,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
 #include <sys/resource.h>
+#include <unistd.h>
 
 #include "cli.h"
+#include "morphogen/comm.h"
 #include "morphogen/config.h"
 #include "morphogen/train.h"
 
@@ -93,21 +96,6 @@ static char *config_source_text(const char *path, int n_sets, char **sets)
     return text;
 }
 
-/* Launched as one of several MPI ranks (mpirun/srun)? Multi-rank training
- * is not implemented yet; running N independent copies that overwrite one
- * run file would silently waste the allocation, so refuse instead. */
-static int launched_ranks(void)
-{
-    const char *vars[] = {"OMPI_COMM_WORLD_SIZE", "PMIX_SIZE", "PMI_SIZE", "SLURM_STEP_NUM_TASKS"};
-    int n = 1;
-    for (size_t i = 0; i < sizeof vars / sizeof vars[0]; i++) {
-        const char *v = getenv(vars[i]);
-        if (v && atoi(v) > n)
-            n = atoi(v);
-    }
-    return n;
-}
-
 /* "configs/lizard.ini" -> "lizard.h5" */
 static char *default_out_path(const char *config_path)
 {
@@ -125,113 +113,192 @@ static char *default_out_path(const char *config_path)
     return out;
 }
 
-int mg_cmd_train(int argc, char **argv)
+/* Only rank 0 talks while every rank parses the same flags: the other
+ * ranks' stdout and stderr point at /dev/null meanwhile. */
+typedef struct quiet_streams {
+    int saved_out, saved_err;
+} quiet_streams;
+
+static void quiet_begin(const mg_comm *comm, quiet_streams *q)
 {
-    const char *config_path = NULL, *out_path = NULL, *resume_path = NULL;
-    char **sets = calloc((size_t)argc, sizeof *sets);
-    int n_sets = 0, missing = 0, status = MG_EXIT_USAGE;
-    char *source = NULL, *out_owned = NULL;
-    mg_trainer trainer;
-    int have_trainer = 0;
-    mg_error err = {{0}};
-    if (!sets)
-        return MG_EXIT_ERROR;
+    q->saved_out = q->saved_err = -1;
+    if (comm->rank == 0)
+        return;
+    const int null_fd = open("/dev/null", O_WRONLY);
+    if (null_fd < 0)
+        return;
+    fflush(stdout);
+    fflush(stderr);
+    q->saved_out = dup(STDOUT_FILENO);
+    q->saved_err = dup(STDERR_FILENO);
+    dup2(null_fd, STDOUT_FILENO);
+    dup2(null_fd, STDERR_FILENO);
+    close(null_fd);
+}
+
+static void quiet_end(quiet_streams *q)
+{
+    fflush(stdout);
+    fflush(stderr);
+    if (q->saved_out >= 0) {
+        dup2(q->saved_out, STDOUT_FILENO);
+        close(q->saved_out);
+    }
+    if (q->saved_err >= 0) {
+        dup2(q->saved_err, STDERR_FILENO);
+        close(q->saved_err);
+    }
+}
+
+typedef struct train_args {
+    const char *config_path, *out_path, *resume_path;
+    char **sets;
+    int n_sets;
+} train_args;
+
+/* Returns -1 to go on, else the exit status. */
+static int parse_args(int argc, char **argv, train_args *a)
+{
+    int missing = 0;
     for (int i = 1; i < argc; i++) {
         const char *v;
         if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
             fputs(USAGE, stdout);
-            status = MG_EXIT_OK;
-            goto done;
+            return MG_EXIT_OK;
         } else if ((v = mg_cli_value("train", "--set", argc, argv, &i, &missing))) {
-            sets[n_sets++] = (char *)v;
+            a->sets[a->n_sets++] = (char *)v;
         } else if ((v = mg_cli_value("train", "--out", argc, argv, &i, &missing))) {
-            out_path = v;
+            a->out_path = v;
         } else if ((v = mg_cli_value("train", "--resume", argc, argv, &i, &missing))) {
-            resume_path = v;
-        } else if (missing) {
-            goto done;
-        } else if (mg_cli_positional("train", argv[i], &config_path) != 0) {
-            goto done;
+            a->resume_path = v;
+        } else if (missing || mg_cli_positional("train", argv[i], &a->config_path) != 0) {
+            return MG_EXIT_USAGE;
         }
-        if (missing)
-            goto done;
     }
-    if (launched_ranks() > 1) {
-        fprintf(stderr, "morphogen train: launched as %d MPI ranks, but multi-rank training is not "
-                        "implemented yet; run one process\n", launched_ranks());
-        goto done;
-    }
-    if (resume_path && config_path) {
+    if (a->resume_path && a->config_path) {
         fprintf(stderr, "morphogen train: give either CONFIG or --resume RUN.h5, not both (a resumed run "
                         "keeps its own config)\n");
-        goto done;
+        return MG_EXIT_USAGE;
     }
+    return -1;
+}
 
-    if (resume_path) {
-        if (mg_trainer_resume(&trainer, resume_path, n_sets, sets, &err) != 0) {
-            status = strncmp(err.msg, "--set", 5) == 0 ? MG_EXIT_USAGE : MG_EXIT_ERROR;
-            mg_trainer_free(&trainer);
-            goto report;
+/* Set up the trainer (identically on every rank). Returns 0 or an exit status
+ * with err filled. */
+static int set_up(mg_trainer *t, train_args *a, mg_comm *comm, char **source, char **out_owned, mg_error *err)
+{
+    if (a->resume_path) {
+        if (!a->out_path)
+            a->out_path = a->resume_path;
+        if (mg_trainer_resume(t, a->resume_path, a->n_sets, a->sets, comm, err) != 0)
+            return strncmp(err->msg, "--set", 5) == 0 || strstr(err->msg, "multiple of the number of ranks")
+                       ? MG_EXIT_USAGE
+                       : MG_EXIT_ERROR;
+        return 0;
+    }
+    mg_config cfg;
+    mg_config_defaults(&cfg);
+    const char *name = a->config_path ? a->config_path : "built-in defaults";
+    if (a->config_path && mg_config_load(&cfg, a->config_path, err) != 0)
+        return MG_EXIT_USAGE;
+    for (int i = 0; i < a->n_sets; i++)
+        if (mg_config_set(&cfg, a->sets[i], err) != 0)
+            return MG_EXIT_USAGE;
+    if (mg_config_validate(&cfg, name, err) != 0 || mg_trainer_check_ranks(&cfg, comm, name, err) != 0)
+        return MG_EXIT_USAGE;
+    *source = config_source_text(a->config_path, a->n_sets, a->sets);
+    if (!a->out_path)
+        a->out_path = *out_owned = default_out_path(a->config_path);
+    if (!*source || !a->out_path) {
+        mg_fail(err, "out of memory");
+        return MG_EXIT_ERROR;
+    }
+    return mg_trainer_init(t, &cfg, *source, comm, err) != 0 ? MG_EXIT_ERROR : 0;
+}
+
+int mg_cmd_train(int argc, char **argv)
+{
+    mg_comm comm;
+    mg_error err = {{0}};
+    if (mg_comm_init(&argc, &argv, &comm, &err) != 0) {
+        fprintf(stderr, "morphogen: %s\n", err.msg);
+        return MG_EXIT_ERROR;
+    }
+    train_args args = {NULL, NULL, NULL, calloc((size_t)argc, sizeof(char *)), 0};
+    char *source = NULL, *out_owned = NULL;
+    mg_trainer trainer;
+    memset(&trainer, 0, sizeof trainer);
+    int status = MG_EXIT_ERROR;
+    if (!args.sets)
+        goto done;
+
+    quiet_streams q;
+    quiet_begin(&comm, &q);
+    status = parse_args(argc, argv, &args);
+    quiet_end(&q);
+    if (status >= 0)
+        goto done;
+
+    /* Set-up can fail on some ranks only (a file one node cannot read):
+     * agree, and let the lowest failing rank say why. */
+    status = set_up(&trainer, &args, &comm, &source, &out_owned, &err);
+    const int all_ok = mg_comm_all(&comm, status == 0);
+    if (!all_ok) {
+        const int first_failed = mg_comm_lowest_rank(&comm, status != 0);
+        if (comm.rank == first_failed) {
+            if (comm.rank == 0)
+                fprintf(stderr, "morphogen: %s\n", err.msg);
+            else
+                fprintf(stderr, "morphogen (rank %d of %d): %s\n", comm.rank, comm.size, err.msg);
         }
-        have_trainer = 1;
-        if (!out_path)
-            out_path = resume_path;
-    } else {
-        mg_config cfg;
-        mg_config_defaults(&cfg);
-        if (config_path && mg_config_load(&cfg, config_path, &err) != 0)
-            goto report;
-        for (int i = 0; i < n_sets; i++)
-            if (mg_config_set(&cfg, sets[i], &err) != 0)
-                goto report;
-        if (mg_config_validate(&cfg, config_path ? config_path : "built-in defaults", &err) != 0)
-            goto report;
-        status = MG_EXIT_ERROR;
-        source = config_source_text(config_path, n_sets, sets);
-        if (!out_path)
-            out_path = out_owned = default_out_path(config_path);
-        if (!source || !out_path) {
-            mg_fail(&err, "out of memory");
-            goto report;
-        }
-        if (mg_trainer_init(&trainer, &cfg, source, &err) != 0) {
-            mg_trainer_free(&trainer);
-            goto report;
-        }
-        have_trainer = 1;
+        status = mg_comm_any(&comm, status == MG_EXIT_USAGE) ? MG_EXIT_USAGE : MG_EXIT_ERROR;
+        goto done;
     }
 
     install_signal_handlers();
     const mg_config *cfg = &trainer.cfg;
-    const char *nan_at = getenv("MORPHOGEN_TEST_NAN_AT");
-    const mg_train_options opt = {out_path, &stop_requested, stderr, nan_at ? atoll(nan_at) : 0};
-    fprintf(stderr, "morphogen: %s %s -> %s: %dx%d grid, %d channels, %lld parameters, %s backend, "
-                    "iterations %lld..%d\n",
-            resume_path ? "resuming" : "training", resume_path ? resume_path : (config_path ? config_path : "defaults"),
-            out_path, trainer.dims.height, trainer.dims.width, cfg->channels, (long long)trainer.n_params,
-            cfg->backend, (long long)trainer.iteration + 1, cfg->iterations);
+    const char *nan_at = getenv("MORPHOGEN_TEST_NAN_AT"), *fail = getenv("MORPHOGEN_TEST_FAIL");
+    mg_train_options opt = {args.out_path, &stop_requested, stderr, nan_at ? atoll(nan_at) : 0, -1, 0};
+    if (fail) {
+        /* "RANK:ITERATION": that rank fails at that iteration (tests). */
+        long long at = 0;
+        if (sscanf(fail, "%d:%lld", &opt.fail_rank, &at) == 2)
+            opt.fail_at = at;
+    }
+    if (comm.rank == 0)
+        fprintf(stderr, "morphogen: %s %s -> %s: %dx%d grid, %d channels, %lld parameters, %s backend, "
+                        "%d rank%s, iterations %lld..%d\n",
+                args.resume_path ? "resuming" : "training",
+                args.resume_path ? args.resume_path : (args.config_path ? args.config_path : "defaults"),
+                args.out_path, trainer.dims.height, trainer.dims.width, cfg->channels, (long long)trainer.n_params,
+                cfg->backend, comm.size, comm.size > 1 ? "s" : "", (long long)trainer.iteration + 1, cfg->iterations);
+    if (comm.size > 1) {
+        /* Which device a rank will use is decided by its node-local rank. */
+        fprintf(stderr, "morphogen (rank %d of %d): node-local rank %d of %d, batch positions %d..%d, pool "
+                        "samples %lld..%lld\n",
+                comm.rank, comm.size, comm.local_rank, comm.local_size, trainer.batch_first,
+                trainer.batch_first + trainer.batch_count - 1, (long long)trainer.pool_first,
+                (long long)(trainer.pool_first + trainer.pool_count - 1));
+    }
     status = mg_trainer_run(&trainer, &opt, &err);
-    if (status == MG_EXIT_OK) {
+    if (status == MG_EXIT_OK && comm.rank == 0) {
         struct rusage ru;
         getrusage(RUSAGE_SELF, &ru);
         const mg_metrics_row *last = trainer.n_metrics ? &trainer.metrics[trainer.n_metrics - 1] : NULL;
-        const double pool_mib = (double)cfg->pool_size * mg_cells(&trainer.dims) * cfg->channels * 4 / 1048576.0;
-        fprintf(stderr, "morphogen: done: %lld iterations, final loss %.4e, peak memory %.0f MiB resident "
-                        "(pool %.0f MiB, rollout tape %.1f MiB), run file %s\n",
+        const double pool_mib = (double)trainer.pool_count * mg_cells(&trainer.dims) * cfg->channels * 4 / 1048576.0;
+        fprintf(stderr, "morphogen: done: %lld iterations, final loss %.4e, peak memory %.0f MiB resident on "
+                        "rank 0 (pool shard %.0f MiB, rollout tape %.1f MiB), communication %.2f s, run file %s\n",
                 (long long)trainer.iteration, last ? last->loss : 0.0, ru.ru_maxrss / 1024.0, pool_mib,
-                trainer.backend->ops->peak_tape_bytes(trainer.backend) / 1048576.0, out_path);
+                trainer.backend->ops->peak_tape_bytes(trainer.backend) / 1048576.0, comm.seconds, args.out_path);
     }
-    if (status == MG_EXIT_ERROR || status == MG_EXIT_NONFINITE)
-        goto report;
-    goto done;
+    if ((status == MG_EXIT_ERROR || status == MG_EXIT_NONFINITE) && comm.rank == 0)
+        fprintf(stderr, "morphogen: %s\n", err.msg);
 
-report:
-    fprintf(stderr, "morphogen: %s\n", err.msg);
 done:
-    if (have_trainer)
-        mg_trainer_free(&trainer);
+    mg_trainer_free(&trainer);
     free(source);
     free(out_owned);
-    free(sets);
+    free(args.sets);
+    mg_comm_finalize(&comm);
     return status;
 }
