@@ -15,5 +15,8 @@ ctest --test-dir build --output-on-failure -j"$jobs"
 
 cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DMORPHOGEN_SANITIZE=ON >/dev/null
 cmake --build build-asan -j"$jobs" >/dev/null
+# Open MPI's own allocations outlive MPI_Finalize by design; tests/lsan.supp
+# names only its libraries (full unwinding, so the suppressions match).
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+  LSAN_OPTIONS=suppressions=$PWD/tests/lsan.supp:fast_unwind_on_malloc=0 \
   ctest --test-dir build-asan --output-on-failure -j"$jobs" -LE slow

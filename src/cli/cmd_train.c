@@ -6,6 +6,7 @@
 #include <string.h>
 #include <fcntl.h>
 #include <sys/resource.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "cli.h"
@@ -111,6 +112,13 @@ static char *default_out_path(const char *config_path)
         memcpy(out + n, ".h5", 4);
     }
     return out;
+}
+
+static double now_seconds(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
 /* Only rank 0 talks while every rank parses the same flags: the other
@@ -280,16 +288,23 @@ int mg_cmd_train(int argc, char **argv)
                 trainer.batch_first + trainer.batch_count - 1, (long long)trainer.pool_first,
                 (long long)(trainer.pool_first + trainer.pool_count - 1));
     }
+    const int64_t first_iteration = trainer.iteration;
+    const double session_start = now_seconds();
     status = mg_trainer_run(&trainer, &opt, &err);
     if (status == MG_EXIT_OK && comm.rank == 0) {
+        const double session = now_seconds() - session_start;
+        const int64_t done_here = trainer.iteration - first_iteration;
         struct rusage ru;
         getrusage(RUSAGE_SELF, &ru);
         const mg_metrics_row *last = trainer.n_metrics ? &trainer.metrics[trainer.n_metrics - 1] : NULL;
         const double pool_mib = (double)trainer.pool_count * mg_cells(&trainer.dims) * cfg->channels * 4 / 1048576.0;
         fprintf(stderr, "morphogen: done: %lld iterations, final loss %.4e, peak memory %.0f MiB resident on "
-                        "rank 0 (pool shard %.0f MiB, rollout tape %.1f MiB), communication %.2f s, run file %s\n",
+                        "rank 0 (pool shard %.0f MiB, rollout tape %.1f MiB), %.3f s per iteration, "
+                        "communication %.1f%% of it (%.0f KiB received per iteration), run file %s\n",
                 (long long)trainer.iteration, last ? last->loss : 0.0, ru.ru_maxrss / 1024.0, pool_mib,
-                trainer.backend->ops->peak_tape_bytes(trainer.backend) / 1048576.0, comm.seconds, args.out_path);
+                trainer.backend->ops->peak_tape_bytes(trainer.backend) / 1048576.0,
+                done_here > 0 ? session / done_here : 0.0, session > 0 ? 100.0 * comm.seconds / session : 0.0,
+                done_here > 0 ? comm.bytes / 1024.0 / done_here : 0.0, args.out_path);
     }
     if ((status == MG_EXIT_ERROR || status == MG_EXIT_NONFINITE) && comm.rank == 0)
         fprintf(stderr, "morphogen: %s\n", err.msg);

@@ -27,8 +27,11 @@ int main(int argc, char **argv)
     /* HDF5 1.10 closes its objects in an atexit handler; after a failed
      * H5Fclose (a full disk) that handler dereferences a half-closed file
      * and crashes, turning a clean "disk full" exit 1 into a segfault.
-     * Every file is closed explicitly, so the handler is not needed. */
+     * Every file is closed explicitly, so the handler is not needed.
+     * Opening the library here, before any MPI_Init, keeps HDF5 from moving
+     * that clean-up into MPI_Finalize, where it would crash the same way. */
     H5dont_atexit();
+    H5open();
     if (argc < 2) {
         fputs(USAGE, stderr);
         return MG_EXIT_USAGE;
