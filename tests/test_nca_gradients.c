@@ -92,9 +92,9 @@ enum { DN = 5, DK = 18, DH = 8, DC = 6 };
 
 static double dense_objective(const double *p, const double *w, const double *q)
 {
-    double z[DN * DH], u[DN * DC], sum = 0;
+    double z[DN * DH], r[DN * DH], u[DN * DC], sum = 0;
     dense_hidden(DN, DK, DH, p, w, w + DK * DH, z);
-    dense_output(DN, DH, DC, z, w + DK * DH + DH, u);
+    dense_output(DN, DH, DC, z, w + DK * DH + DH, r, u);
     for (int i = 0; i < DN * DC; i++)
         sum += q[i] * u[i];
     return sum;
@@ -104,22 +104,21 @@ static void test_dense_layers(void **state)
 {
     (void)state;
     enum { NW = DK * DH + DH + DH * DC };
-    double p[DN * DK], w[NW], q[DN * DC], z[DN * DH], gz[DN * DH], gp[DN * DK], w1t[DH * DK];
-    double gw1t[DH * DK] = {0}, g[NW] = {0}, fd[NW], an[NW], fdp[DN * DK];
+    double p[DN * DK], w[NW], q[DN * DC], z[DN * DH], r[DN * DH], gz[DN * DH], gp[DN * DK];
+    double w1t[DH * DK], w2t[DC * DH], g[NW] = {0}, fd[NW], fdp[DN * DK];
     for (int i = 0; i < DN * DK; i++)
         p[i] = fixture_uniform(3, (uint32_t)i, -1, 1);
     fixture_params(&DIMS, 4, w);
     for (int i = 0; i < DN * DC; i++)
         q[i] = fixture_uniform(5, (uint32_t)i, -1, 1);
-    for (int h = 0; h < DH; h++)
+    for (int h = 0; h < DH; h++) {
         for (int k = 0; k < DK; k++)
             w1t[h * DK + k] = w[k * DH + h];
+        for (int c = 0; c < DC; c++)
+            w2t[c * DH + h] = w[DK * DH + DH + h * DC + c];
+    }
     dense_hidden(DN, DK, DH, p, w, w + DK * DH, z);
-    dense_backward(DN, DK, DH, DC, p, z, q, w1t, w + DK * DH + DH, gz, gp, gw1t, g + DK * DH, g + DK * DH + DH);
-    for (int k = 0; k < DK; k++)
-        for (int h = 0; h < DH; h++)
-            g[k * DH + h] = gw1t[h * DK + k];
-    memcpy(an, g, sizeof an);
+    dense_backward(DN, DK, DH, DC, p, z, q, w1t, w2t, r, gz, gp, g, g + DK * DH, g + DK * DH + DH);
     for (int i = 0; i < NW; i++) {
         const double keep = w[i];
         w[i] = keep + FD_H;
@@ -129,7 +128,7 @@ static void test_dense_layers(void **state)
         w[i] = keep;
         fd[i] = (up - down) / (2 * FD_H);
     }
-    assert_gradients_close("dense weights", an, fd, NW);
+    assert_gradients_close("dense weights", g, fd, NW);
     for (int i = 0; i < DN * DK; i++) {
         const double keep = p[i];
         p[i] = keep + FD_H;
@@ -170,54 +169,56 @@ typedef struct rollout_case {
     int steps, checkpoint_steps, pin_cell;
     double fire_rate;
     const unsigned char *freeze;
+    const mg_nca_dims *dims; /* NULL: RDIMS */
 } rollout_case;
 
 /* Larger than DIMS so that a sparse start keeps dead regions for several steps. */
 static const mg_nca_dims RDIMS = {11, 9, 6, 8};
 
-static double rollout_loss(mg_tape *tape, const mg_step_rules *r, const double *params, const double *s0,
-                           const float *target, int steps, double *s_final)
+static double rollout_loss(const mg_nca_dims *d, mg_tape *tape, const mg_step_rules *r, const double *params,
+                           const double *s0, const float *target, int steps, double *s_final)
 {
     const mg_rollout_key key = {42, 7, 3};
     assert_int_equal(mg_rollout_forward_f64(tape, r, &key, params, steps, s0, s_final), 0);
-    return mg_loss_f64(&RDIMS, s_final, target, NULL, 1.0);
+    return mg_loss_f64(d, s_final, target, NULL, 1.0);
 }
 
 static void check_rollout_gradient(const rollout_case *rc)
 {
+    const mg_nca_dims *d = rc->dims ? rc->dims : &RDIMS;
     mg_tensor_desc t[3];
-    const int64_t np = mg_param_layout(&RDIMS, t);
-    const int n = mg_cells(&RDIMS) * DIMS.channels;
+    const int64_t np = mg_param_layout(d, t);
+    const int n = mg_cells(d) * d->channels;
     double *params = calloc((size_t)np, sizeof *params), *g = calloc((size_t)np, sizeof *g);
     double *fd = calloc((size_t)np, sizeof *fd), *s0 = calloc((size_t)n, sizeof *s0);
     double *s_final = calloc((size_t)n, sizeof *s_final), *g_final = calloc((size_t)n, sizeof *g_final);
     double *g_s0 = calloc((size_t)n, sizeof *g_s0), *fd_s0 = calloc((size_t)n, sizeof *fd_s0);
-    float target[11 * 9 * 4];
-    fixture_params(&RDIMS, 10, params);
-    fixture_state(&RDIMS, 11, 0.12, s0);
-    for (int i = 0; i < mg_cells(&RDIMS) * 4; i++)
+    float *target = malloc(sizeof(float) * (size_t)mg_cells(d) * 4);
+    fixture_params(d, 10, params);
+    fixture_state(d, 11, 0.12, s0);
+    for (int i = 0; i < mg_cells(d) * 4; i++)
         target[i] = (float)fixture_uniform(12, (uint32_t)i, 0, 1);
     const mg_step_rules rules = {mg_fire_threshold(rc->fire_rate), 0.1, rc->pin_cell, rc->freeze};
-    mg_tape *tape = mg_tape_create_f64(&RDIMS, rc->steps, rc->checkpoint_steps);
+    mg_tape *tape = mg_tape_create_f64(d, rc->steps, rc->checkpoint_steps);
     assert_non_null(tape);
 
-    rollout_loss(tape, &rules, params, s0, target, rc->steps, s_final);
+    rollout_loss(d, tape, &rules, params, s0, target, rc->steps, s_final);
     /* The rollout must exercise the masks: some cells dead, some alive. */
     int alive = 0;
-    for (int cell = 0; cell < mg_cells(&RDIMS); cell++)
-        alive += s_final[(size_t)cell * DIMS.channels + 3] != 0;
-    if (!(alive > 0 && alive < mg_cells(&RDIMS)))
-        fprintf(stderr, "alive cells after %d steps: %d of %d\n", rc->steps, alive, mg_cells(&RDIMS));
-    assert_true(alive > 0 && alive < mg_cells(&RDIMS));
-    mg_loss_f64(&RDIMS, s_final, target, g_final, 1.0);
+    for (int cell = 0; cell < mg_cells(d); cell++)
+        alive += s_final[(size_t)cell * d->channels + 3] != 0;
+    if (!(alive > 0 && alive < mg_cells(d)))
+        fprintf(stderr, "alive cells after %d steps: %d of %d\n", rc->steps, alive, mg_cells(d));
+    assert_true(alive > 0 && alive < mg_cells(d));
+    mg_loss_f64(d, s_final, target, g_final, 1.0);
     mg_rollout_backward_f64(tape, &rules, &(mg_rollout_key){42, 7, 3}, params, g_final, g_s0, g);
 
     for (int64_t i = 0; i < np; i++) {
         const double keep = params[i];
         params[i] = keep + FD_H;
-        const double up = rollout_loss(tape, &rules, params, s0, target, rc->steps, s_final);
+        const double up = rollout_loss(d, tape, &rules, params, s0, target, rc->steps, s_final);
         params[i] = keep - FD_H;
-        const double down = rollout_loss(tape, &rules, params, s0, target, rc->steps, s_final);
+        const double down = rollout_loss(d, tape, &rules, params, s0, target, rc->steps, s_final);
         params[i] = keep;
         fd[i] = (up - down) / (2 * FD_H);
     }
@@ -226,39 +227,48 @@ static void check_rollout_gradient(const rollout_case *rc)
     for (int i = 0; i < n; i++) {
         const double keep = s0[i];
         s0[i] = keep + FD_H;
-        const double up = rollout_loss(tape, &rules, params, s0, target, rc->steps, s_final);
+        const double up = rollout_loss(d, tape, &rules, params, s0, target, rc->steps, s_final);
         s0[i] = keep - FD_H;
-        const double down = rollout_loss(tape, &rules, params, s0, target, rc->steps, s_final);
+        const double down = rollout_loss(d, tape, &rules, params, s0, target, rc->steps, s_final);
         s0[i] = keep;
         fd_s0[i] = (up - down) / (2 * FD_H);
     }
     assert_gradients_close("initial state", g_s0, fd_s0, (size_t)n);
     mg_tape_destroy_f64(tape);
-    free(params), free(g), free(fd), free(s0), free(s_final), free(g_final), free(g_s0), free(fd_s0);
+    free(params), free(g), free(fd), free(s0), free(s_final), free(g_final), free(g_s0), free(fd_s0), free(target);
 }
 
 static void test_single_step(void **state)
 {
     (void)state;
-    check_rollout_gradient(&(rollout_case){1, 0, -1, 0.5, NULL});
+    check_rollout_gradient(&(rollout_case){1, 0, -1, 0.5, NULL, NULL});
 }
 
 static void test_rollout_fire_and_alive_masks(void **state)
 {
     (void)state;
-    check_rollout_gradient(&(rollout_case){6, 0, -1, 0.5, NULL});
+    check_rollout_gradient(&(rollout_case){6, 0, -1, 0.5, NULL, NULL});
 }
 
 static void test_rollout_checkpointed(void **state)
 {
     (void)state;
-    check_rollout_gradient(&(rollout_case){7, 3, -1, 0.5, NULL});
+    check_rollout_gradient(&(rollout_case){7, 3, -1, 0.5, NULL, NULL});
 }
 
 static void test_rollout_all_fire_pinned_seed(void **state)
 {
     (void)state;
-    check_rollout_gradient(&(rollout_case){5, 0, 20, 1.0, NULL});
+    check_rollout_gradient(&(rollout_case){5, 0, 20, 1.0, NULL, NULL});
+}
+
+/* Channel and hidden counts that are multiples of the vector width, so the
+ * register-blocked kernels (not their scalar fallbacks) are the code checked. */
+static void test_rollout_vector_kernels(void **state)
+{
+    (void)state;
+    static const mg_nca_dims vdims = {10, 9, 8, 16};
+    check_rollout_gradient(&(rollout_case){5, 0, -1, 0.5, NULL, &vdims});
 }
 
 static void test_rollout_frozen_cells(void **state)
@@ -267,7 +277,7 @@ static void test_rollout_frozen_cells(void **state)
     unsigned char freeze[11 * 9];
     for (int cell = 0; cell < 11 * 9; cell++)
         freeze[cell] = (unsigned char)(cell % 5 == 0 ? MG_CELL_FROZEN : cell % 5 == 1 ? MG_CELL_FROZEN_RGBA : 0);
-    check_rollout_gradient(&(rollout_case){4, 0, -1, 0.5, freeze});
+    check_rollout_gradient(&(rollout_case){4, 0, -1, 0.5, freeze, NULL});
 }
 
 int main(void)
@@ -281,6 +291,7 @@ int main(void)
         cmocka_unit_test(test_rollout_checkpointed),
         cmocka_unit_test(test_rollout_all_fire_pinned_seed),
         cmocka_unit_test(test_rollout_frozen_cells),
+        cmocka_unit_test(test_rollout_vector_kernels),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

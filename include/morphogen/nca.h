@@ -40,7 +40,7 @@ typedef struct mg_rollout_key {
 } mg_rollout_key;
 
 /* Cells per tile of the dense layers (see src/nca/scratch.h). */
-#define MG_NCA_TILE 16
+#define MG_NCA_TILE 32
 
 static inline int mg_cells(const mg_nca_dims *d) { return d->height * d->width; }
 static inline int mg_perception_size(const mg_nca_dims *d) { return 3 * d->channels; }

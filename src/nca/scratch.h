@@ -21,8 +21,9 @@ typedef struct step_scratch {
     real *u;              /* [MG_TILE][C]  update / its gradient */
     real *gz;             /* [MG_TILE][H]  gradient of z */
     real *gp;             /* [MG_TILE][3C] gradient of perception */
+    real *r;              /* [MG_TILE][H]  activations relu(z) */
     real *w1t;            /* [H][3C] transposed w1 */
-    real *gw1t;           /* [H][3C] gradient of w1, transposed */
+    real *w2t;            /* [C][H]  transposed w2 */
 } step_scratch;
 
 static inline step_scratch carve_scratch(const mg_nca_dims *d, void *base)
@@ -42,8 +43,9 @@ static inline step_scratch carve_scratch(const mg_nca_dims *d, void *base)
     TAKE(s.u, real, MG_TILE * C);
     TAKE(s.gz, real, MG_TILE * H);
     TAKE(s.gp, real, MG_TILE * K);
+    TAKE(s.r, real, MG_TILE * H);
     TAKE(s.w1t, real, H * K);
-    TAKE(s.gw1t, real, H * K);
+    TAKE(s.w2t, real, C * H);
     TAKE(s.active, int, cells);
     TAKE(s.pre, unsigned char, cells);
 #undef TAKE

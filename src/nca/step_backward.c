@@ -34,11 +34,12 @@ void MG_FN(mg_step_backward)(const mg_nca_dims *d, const mg_step_rules *r, const
     if (n_active == 0)
         return;
 
-    for (int h = 0; h < H; h++)
-        for (int k = 0; k < K; k++) {
+    for (int h = 0; h < H; h++) {
+        for (int k = 0; k < K; k++)
             ws.w1t[(size_t)h * K + k] = w1[(size_t)k * H + h];
-            ws.gw1t[(size_t)h * K + k] = 0;
-        }
+        for (int c = 0; c < C; c++)
+            ws.w2t[(size_t)c * H + h] = w2[(size_t)h * C + c];
+    }
 
     for (int first = 0; first < n_active; first += MG_TILE) {
         const int n = n_active - first < MG_TILE ? n_active - first : MG_TILE;
@@ -53,14 +54,10 @@ void MG_FN(mg_step_backward)(const mg_nca_dims *d, const mg_step_rules *r, const
                 gu[c] = c < c0 ? 0 : go[c];
         }
         dense_hidden(n, K, H, ws.p, w1, b1, ws.z);
-        dense_backward(n, K, H, C, ws.p, ws.z, ws.u, ws.w1t, w2, ws.gz, ws.gp, ws.gw1t, gb1, gw2);
+        dense_backward(n, K, H, C, ws.p, ws.z, ws.u, ws.w1t, ws.w2t, ws.r, ws.gz, ws.gp, gw1, gb1, gw2);
         for (int i = 0; i < n; i++) {
             const int cell = ws.active[first + i];
             perceive_cell_transpose(d, ws.gp + (size_t)i * K, cell / d->width, cell % d->width, g_in);
         }
     }
-
-    for (int k = 0; k < K; k++)
-        for (int h = 0; h < H; h++)
-            gw1[(size_t)k * H + h] += ws.gw1t[(size_t)h * K + k];
 }

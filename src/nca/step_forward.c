@@ -34,7 +34,7 @@ void MG_FN(mg_step_forward)(const mg_nca_dims *d, const mg_step_rules *r, const 
             perceive_cell(d, s_in, cell / d->width, cell % d->width, ws.p + (size_t)i * K);
         }
         dense_hidden(n, K, H, ws.p, w1, b1, ws.z);
-        dense_output(n, H, C, ws.z, w2, ws.u);
+        dense_output(n, H, C, ws.z, w2, ws.r, ws.u);
         for (int i = 0; i < n; i++) {
             const int cell = ws.active[first + i];
             const int c0 = freeze && freeze[cell] == MG_CELL_FROZEN_RGBA ? 4 : 0;
