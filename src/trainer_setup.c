@@ -200,11 +200,26 @@ int mg_trainer_resume(mg_trainer *t, const char *path, int n_overrides, char **o
     t->adam_step = snap.adam_step;
     t->iteration = snap.iteration;
     t->wall_time = snap.wall_time;
-    /* The serial reader returns the whole pool, the shared one this rank's. */
+    /* The serial reader returns the whole pool, the shared one this rank's;
+     * when the snapshot holds exactly this rank's samples, take its arrays
+     * instead of copying (the pool is the bulk of the memory). */
     const int64_t offset = comm->world ? 0 : t->pool_first;
-    memcpy(t->pool_states, snap.pool_states + state_len(t) * offset, sizeof(float) * state_len(t) * t->pool_count);
-    memcpy(t->pool_loss, snap.pool_loss + offset, sizeof(float) * t->pool_count);
-    memcpy(t->pool_target, snap.pool_target + offset, sizeof(int32_t) * t->pool_count);
+    if (offset == 0) {
+        free(t->pool_states);
+        free(t->pool_loss);
+        free(t->pool_target);
+        t->pool_states = snap.pool_states;
+        t->pool_loss = snap.pool_loss;
+        t->pool_target = snap.pool_target;
+        snap.pool_states = NULL;
+        snap.pool_loss = NULL;
+        snap.pool_target = NULL;
+    } else {
+        memcpy(t->pool_states, snap.pool_states + state_len(t) * offset,
+               sizeof(float) * state_len(t) * t->pool_count);
+        memcpy(t->pool_loss, snap.pool_loss + offset, sizeof(float) * t->pool_count);
+        memcpy(t->pool_target, snap.pool_target + offset, sizeof(int32_t) * t->pool_count);
+    }
     /* Metrics up to the checkpoint; anything after it is recomputed. */
     t->n_metrics = 0;
     for (int64_t i = 0; i < snap.n_metrics; i++)
