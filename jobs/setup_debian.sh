@@ -2,7 +2,7 @@
 # Install what a fresh Debian 12 machine lacks to build, run and test
 # morphogen. Idempotent: packages already present are left alone.
 # Usage: bash jobs/setup_debian.sh [--tests]   (--tests adds PyTorch for the
-# autograd cross-check)
+# autograd cross-check, and Slurm with munge for the job-script test)
 set -euo pipefail
 
 packages=(
@@ -14,7 +14,7 @@ packages=(
   util-linux
 )
 if [[ "${1:-}" == "--tests" ]]; then
-  packages+=(python3-torch)
+  packages+=(python3-torch slurm-wlm munge)
 fi
 
 missing=()

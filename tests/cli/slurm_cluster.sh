@@ -11,13 +11,14 @@
 #   slurm_cluster_stop DIR    cancels the cluster's jobs and stops its daemons
 #                             (safe to call twice, or after a failed start)
 #
-# What made it work on Debian 12 (Slurm 22.05), see shared GUIDE.md:
+# What it takes on Debian 12 (Slurm 22.05, no systemd, no cgroups):
 # proctrack/pgid (linuxproc lets a job's background processes escape),
 # task/none and no accounting (no cgroups or database here), MailProg
 # /bin/true (no mail program), MpiDefault=pmix (Debian's Open MPI has no
 # PMI-2). AuthInfo cred_expire is also the delay before a requeued job may
-# start again (120 s by default), hence short; sched_interval makes the
-# scheduler look at that requeued job again soon after the delay.
+# start again (120 s by default): 15 s here, which tests may rely on (see
+# test_slurm_job.sh); sched_interval makes the scheduler look at that
+# requeued job again soon after the delay.
 
 # slurm_cluster__fail MESSAGE: prints MESSAGE and the daemons' logs and
 # returns 1 (callers run under set -e, or check the status).
@@ -32,17 +33,26 @@ slurm_cluster__fail() {
     return 1
 }
 
-# slurm_cluster__port_free PORT: nothing listens on TCP PORT.
+# slurm_cluster__port_free PORT: no TCP socket (IPv4 or IPv6, any state) is
+# bound to local port PORT. Read from /proc/net/tcp* (local address in
+# column 2 as HEXADDR:HEXPORT) so that no extra tool is needed.
 slurm_cluster__port_free() {
-    ! ss -Htln "sport = :$1" 2>/dev/null | grep -q .
+    local hex table tables=()
+    hex=$(printf '%04X' "$1")
+    for table in /proc/net/tcp /proc/net/tcp6; do
+        [ -r "$table" ] && tables+=("$table")
+    done
+    ((${#tables[@]})) || return 0
+    ! awk -v port="$hex" 'FNR > 1 { split($2, a, ":"); if (a[2] == port) found = 1 } END { exit !found }' \
+        "${tables[@]}"
 }
 
 # slurm_cluster__pick_ports: prints two adjacent free TCP ports below the
 # kernel's ephemeral range (so no outgoing connection can be holding them),
 # starting from a random point so that clusters of concurrent tests differ.
 slurm_cluster__pick_ports() {
-    local tries port
-    for tries in $(seq 1 200); do
+    local port
+    for _ in $(seq 1 200); do
         port=$((20000 + (RANDOM % 6000) * 2))
         if slurm_cluster__port_free "$port" && slurm_cluster__port_free $((port + 1)); then
             echo "$port $((port + 1))"
@@ -69,11 +79,11 @@ slurm_cluster__pid_alive() {
 
 # slurm_cluster__stop_daemon PIDFILE NAME: SIGTERM, then SIGKILL after 10 s.
 slurm_cluster__stop_daemon() {
-    local pidfile=$1 name=$2 pid i
+    local pidfile=$1 name=$2 pid
     pid=$(tr -dc '0-9' 2>/dev/null < "$pidfile") || return 0
     slurm_cluster__pid_alive "$pidfile" "$name" || return 0
     kill -TERM "$pid" 2>/dev/null || true
-    for i in $(seq 1 100); do
+    for _ in $(seq 1 100); do
         slurm_cluster__pid_alive "$pidfile" "$name" || return 0
         sleep 0.1
     done
@@ -85,7 +95,7 @@ slurm_cluster_start() {
     local dir=${1:?usage: slurm_cluster_start DIR}
     SLURM_CLUSTER_DIR=$dir
     local cmd
-    for cmd in munged slurmctld slurmd scontrol sinfo ss; do
+    for cmd in munged slurmctld slurmd scontrol sinfo squeue scancel runuser; do
         command -v "$cmd" >/dev/null 2>&1 || PATH=$PATH:/usr/sbin:/sbin
         command -v "$cmd" >/dev/null 2>&1 || { echo "slurm_cluster: $cmd not found" >&2; return 1; }
     done
@@ -126,7 +136,7 @@ SlurmctldPort=${ports% *}
 SlurmdPort=${ports#* }
 AuthType=auth/munge
 CredType=cred/munge
-AuthInfo=socket=$socket,cred_expire=5
+AuthInfo=socket=$socket,cred_expire=15
 StateSaveLocation=$dir/state
 SlurmdSpoolDir=$dir/spool
 SlurmctldPidFile=$dir/run/slurmctld.pid
@@ -160,8 +170,7 @@ EOF
     slurmctld -c || { slurm_cluster__fail "slurmctld did not start"; return 1; }
     slurmd || { slurm_cluster__fail "slurmd did not start"; return 1; }
 
-    local i
-    for i in $(seq 1 300); do
+    for _ in $(seq 1 300); do
         if slurm_cluster__pid_alive "$dir/run/slurmctld.pid" slurmctld &&
            slurm_cluster__pid_alive "$dir/run/slurmd.pid" slurmd &&
            slurm_cluster__pid_alive "$dir/munge/munged.pid" munged &&
@@ -180,12 +189,12 @@ slurm_cluster_stop() {
     # Jobs first, while slurmctld and slurmd still run to end their steps:
     # processes of a job left running would outlive the cluster.
     if [ -f "$dir/slurm.conf" ] && slurm_cluster__pid_alive "$dir/run/slurmctld.pid" slurmctld; then
-        local jobs i
+        local jobs
         jobs=$(SLURM_CONF=$dir/slurm.conf squeue -h -o %i 2>/dev/null || true)
         if [ -n "$jobs" ]; then
             # shellcheck disable=SC2086  # one job id per word
             SLURM_CONF=$dir/slurm.conf scancel $jobs 2>/dev/null || true
-            for i in $(seq 1 150); do
+            for _ in $(seq 1 150); do
                 [ -z "$(SLURM_CONF=$dir/slurm.conf squeue -h -t R,CG,S -o %i 2>/dev/null)" ] && break
                 sleep 0.1
             done
