@@ -13,13 +13,15 @@ iters=${2:-20}
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 done_iter=$(/usr/bin/python3 -c "import h5py,sys; print(int(h5py.File(sys.argv[1],'r')['checkpoint'].attrs['iteration']))" "$run")
-printf '%-28s %12s %12s %14s\n' "mode" "peak RSS MiB" "pool MiB" "tape MiB"
+printf '%-22s %12s %12s %10s %12s %14s\n' "mode" "peak RSS MiB" "pool MiB" "tape MiB" "s/iteration" "final loss"
 for k in 0 8; do
   cp "$run" "$tmp/run.h5"
   line=$(./build/morphogen train --resume "$tmp/run.h5" --set train.iterations=$((done_iter + iters)) \
          --set run.checkpoint_every=1000000 --set train.checkpoint_steps=$k 2>&1 | grep "morphogen: done")
   rss=$(sed -E 's/.*peak memory ([0-9.]+) MiB.*/\1/' <<<"$line")
-  pool=$(sed -E 's/.*\(pool ([0-9.]+) MiB.*/\1/' <<<"$line")
+  pool=$(sed -E 's/.*\(pool (shard )?([0-9.]+) MiB.*/\2/' <<<"$line")
   tape=$(sed -E 's/.*rollout tape ([0-9.]+) MiB.*/\1/' <<<"$line")
-  printf '%-28s %12s %12s %14s\n' "checkpoint_steps=$k" "$rss" "$pool" "$tape"
+  per_iter=$(sed -E 's/.* ([0-9.]+) s per iteration.*/\1/' <<<"$line")
+  loss=$(sed -E 's/.*final loss ([0-9.e+-]+),.*/\1/' <<<"$line")
+  printf '%-22s %12s %12s %10s %12s %14s\n' "checkpoint_steps=$k" "$rss" "$pool" "$tape" "$per_iter" "$loss"
 done

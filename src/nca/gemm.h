@@ -8,7 +8,9 @@
  * All matrices row-major with leading dimension = row length. Column counts
  * that are not a multiple of the vector width fall back to plain loops.
  * The summation order is fixed (it depends on the sizes only), so results
- * are reproducible bit for bit within a build. */
+ * are reproducible bit for bit within a build. `c += a * b` becomes one
+ * fused multiply-add: the build sets -ffp-contract=fast (ISO C mode would
+ * otherwise keep the multiply and the add apart, halving throughput). */
 #ifndef MORPHOGEN_NCA_GEMM_H
 #define MORPHOGEN_NCA_GEMM_H
 
@@ -28,10 +30,12 @@ static inline vreal vload(const real *p)
 
 static inline void vstore(real *p, vreal v) { memcpy(p, &v, sizeof v); }
 
+/* A broadcast. x - 0 is an exact identity (unlike x + 0, which turns -0.0
+ * into +0.0), so the compiler emits just the broadcast. */
 static inline vreal vsplat(real x)
 {
-    vreal v = {0};
-    return v + x;
+    const vreal zero = {0};
+    return x - zero;
 }
 
 /* C[m][N] += A[m][K] B[K][N]: tiles of 4 rows x 2 vectors of columns. */

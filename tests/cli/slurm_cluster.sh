@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # A private single-node Slurm cluster for tests: its own munged (own key,
 # socket and pid file), slurmctld and slurmd, with every path and both ports
 # its own, so that it touches nothing outside its folder and cannot clash
@@ -8,6 +9,8 @@
 #   slurm_cluster_start DIR   creates DIR, starts the daemons, waits until the
 #                             node is idle, exports SLURM_CONF (every client
 #                             command, srun inside jobs included, must see it)
+#                             and sets SLURM_CLUSTER_STARTED (slurmctld's start,
+#                             nanoseconds since the epoch)
 #   slurm_cluster_stop DIR    cancels the cluster's jobs and stops its daemons
 #                             (safe to call twice, or after a failed start)
 #
@@ -16,9 +19,8 @@
 # task/none and no accounting (no cgroups or database here), MailProg
 # /bin/true (no mail program), MpiDefault=pmix (Debian's Open MPI has no
 # PMI-2). AuthInfo cred_expire is also the delay before a requeued job may
-# start again (120 s by default): 15 s here, which tests may rely on (see
-# test_slurm_job.sh); sched_interval makes the scheduler look at that
-# requeued job again soon after the delay.
+# start again (120 s by default; 5 s here makes it ~10 s); sched_interval
+# makes the scheduler look at that requeued job again soon after the delay.
 
 # slurm_cluster__fail MESSAGE: prints MESSAGE and the daemons' logs and
 # returns 1 (callers run under set -e, or check the status).
@@ -136,7 +138,7 @@ SlurmctldPort=${ports% *}
 SlurmdPort=${ports#* }
 AuthType=auth/munge
 CredType=cred/munge
-AuthInfo=socket=$socket,cred_expire=15
+AuthInfo=socket=$socket,cred_expire=5
 StateSaveLocation=$dir/state
 SlurmdSpoolDir=$dir/spool
 SlurmctldPidFile=$dir/run/slurmctld.pid
@@ -167,6 +169,10 @@ EOF
     export SLURM_CONF=$dir/slurm.conf
 
     # -c: start with an empty job table even if the state folder were reused.
+    # slurmctld does its periodic work (time limits, --signal warnings) every
+    # 30 s counted from its start; tests that depend on it read this time.
+    SLURM_CLUSTER_STARTED=$(date +%s%N)
+    export SLURM_CLUSTER_STARTED
     slurmctld -c || { slurm_cluster__fail "slurmctld did not start"; return 1; }
     slurmd || { slurm_cluster__fail "slurmd did not start"; return 1; }
 
