@@ -106,7 +106,7 @@ slurm_cluster_start() {
     # Leftovers of an earlier run in the same folder (a killed test) go first.
     slurm_cluster_stop "$dir"
     rm -rf "$dir"
-    mkdir -p "$dir"/{state,spool,log,run,munge}
+    mkdir -p "$dir"/{state,spool,log,run,munge,tmp}
     dir=$(cd "$dir" && pwd)
     SLURM_CLUSTER_DIR=$dir
 
@@ -140,6 +140,10 @@ AuthType=auth/munge
 CredType=cred/munge
 AuthInfo=socket=$socket,cred_expire=5
 StateSaveLocation=$dir/state
+# The PMIx plugin puts each step's folder (spmix_appdir_UID_JOB.STEP) under
+# TmpFS: under the default /tmp, clusters numbering their jobs from 1 alike
+# (two at once, or one after a killed one) collide and steps fail to launch.
+TmpFS=$dir/tmp
 SlurmdSpoolDir=$dir/spool
 SlurmctldPidFile=$dir/run/slurmctld.pid
 SlurmdPidFile=$dir/run/slurmd.pid
