@@ -28,12 +28,13 @@ static int fsync_file(const char *path, int flags)
     return rc;
 }
 
-int mg_commit_tmp(const char *tmp, const char *path, mg_error *err)
+int mg_replace_file(const char *tmp, const char *path)
 {
     if (fsync_file(tmp, O_RDONLY) != 0 || rename(tmp, path) != 0) {
         const int e = errno;
         unlink(tmp);
-        return mg_fail(err, "%s: cannot write: %s", path, strerror(e));
+        errno = e;
+        return -1;
     }
     /* The directory entry too, so the rename survives a power cut. */
     char dir[4096];
@@ -45,6 +46,13 @@ int mg_commit_tmp(const char *tmp, const char *path, mg_error *err)
     else
         snprintf(dir, sizeof dir, "%.*s", (int)(slash - path), path);
     if (fsync_file(dir, O_RDONLY | O_DIRECTORY) != 0 && errno != EINVAL)
-        return mg_fail(err, "%s: cannot sync its directory: %s", path, strerror(errno));
+        return -1;
+    return 0;
+}
+
+int mg_commit_tmp(const char *tmp, const char *path, mg_error *err)
+{
+    if (mg_replace_file(tmp, path) != 0)
+        return mg_fail(err, "%s: cannot write: %s", path, strerror(errno));
     return 0;
 }

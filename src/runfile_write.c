@@ -6,6 +6,7 @@
  * runfile_mpi.c, which fills the pool through MPI-IO in between. */
 #define _POSIX_C_SOURCE 200809L
 
+#include "morphogen/fileio.h"
 #include "morphogen/runfile.h"
 
 #include <errno.h>
@@ -360,31 +361,6 @@ int mg_rf_write_file(mg_rf_writer *w, const char *tmp, const mg_run_snapshot *s,
     return rc;
 }
 
-static int fsync_path(const char *path, int flags)
-{
-    int fd = open(path, flags);
-    if (fd < 0)
-        return -1;
-    int rc = fsync(fd);
-    int e = errno;
-    close(fd);
-    errno = e;
-    return rc;
-}
-
-static int fsync_parent_dir(const char *path)
-{
-    const char *slash = strrchr(path, '/');
-    char dir[4096];
-    if (!slash)
-        snprintf(dir, sizeof dir, ".");
-    else if (slash == path)
-        snprintf(dir, sizeof dir, "/");
-    else
-        snprintf(dir, sizeof dir, "%.*s", (int)(slash - path), path);
-    return fsync_path(dir, O_RDONLY | O_DIRECTORY);
-}
-
 char *mg_rf_tmp_path(const char *path)
 {
     size_t len = strlen(path);
@@ -398,15 +374,9 @@ char *mg_rf_tmp_path(const char *path)
 
 int mg_rf_commit(mg_rf_writer *w, const char *tmp, const char *path)
 {
-    if (fsync_path(tmp, O_RDONLY) < 0 || rename(tmp, path) < 0) {
-        mg_rf_fail_errno(w, errno);
-        unlink(tmp);
-        return -1;
-    }
-    /* The new file is already in place; a failed directory sync only
-     * means the rename might not survive a power cut, still worth
-     * reporting since the caller believes the checkpoint is durable. */
-    if (fsync_parent_dir(path) < 0 && errno != EINVAL)
+    /* A failed directory sync after the rename still fails the write: the
+     * caller believes the checkpoint is durable. */
+    if (mg_replace_file(tmp, path) != 0)
         return mg_rf_fail_errno(w, errno);
     return 0;
 }
