@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # README command 1: set up a fresh Debian machine, build morphogen, train the
-# quickstart organism (a small lizard grown from one cell, ~5 minutes on 2
+# quickstart organism (a small lizard grown from one cell, ~2 minutes on 2
 # cores), grow it, and plot its loss curve and growth strip.
 # Outputs under runs/: quickstart.h5 (run file), quickstart_grow.h5 (frames),
 # quickstart_loss.png, quickstart_strip.png.
