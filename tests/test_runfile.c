@@ -24,11 +24,8 @@
 
 #include "morphogen/config.h"
 #include "morphogen/runfile.h"
+#include "runfile_fixture.h"
 
-#define N_TARGETS 2
-#define HEIGHT 6
-#define WIDTH 5
-#define CHANNELS 16
 
 static char work_dir[4096];
 
@@ -63,137 +60,6 @@ static int file_exists(const char *path)
     return stat(path, &st) == 0;
 }
 
-/* ---- hand-built snapshots ---- */
-
-/* Everything derives from `stamp`, so a snapshot read back can be checked
- * for belonging to one single write (crash tests) as well as bit for bit. */
-static void make_snapshot(mg_run_snapshot *s, int64_t pool_size, int64_t n_metrics, int64_t stamp)
-{
-    memset(s, 0, sizeof *s);
-    mg_config_defaults(&s->cfg);
-    s->cfg.channels = CHANNELS;
-    s->cfg.hidden = 7;
-    s->cfg.lr = 1.0 / 3.0; /* not exactly representable in decimal */
-    s->cfg.seed = UINT64_C(18446744073709551557); /* above INT64_MAX */
-    s->cfg.pin_seed = 1;
-    s->config_text = mg_config_to_ini(&s->cfg);
-    s->config_source = strdup("[train]\nlr = 0.333 ; \xc3\xa9t\xc3\xa9 \xf0\x9f\xa6\x8e\n"
-                              "; --set train.hidden=7\n");
-
-    s->n_targets = N_TARGETS;
-    s->height = HEIGHT;
-    s->width = WIDTH;
-    size_t nt = (size_t)N_TARGETS * HEIGHT * WIDTH * 4;
-    s->targets = malloc(nt * sizeof(float));
-    for (size_t i = 0; i < nt; i++)
-        s->targets[i] = (float)stamp + (float)i / 7.0f;
-
-    /* w1 [3C][H], b1 [H], w2 [H][C] with a small H */
-    const int64_t k = 3 * CHANNELS, h = 7;
-    s->n_tensors = 3;
-    s->tensors[0] = (mg_tensor_desc){ "w1", 2, { k, h }, 0, k * h };
-    s->tensors[1] = (mg_tensor_desc){ "b1", 1, { h, 0 }, k * h, h };
-    s->tensors[2] = (mg_tensor_desc){ "w2", 2, { h, CHANNELS }, k * h + h, h * CHANNELS };
-    s->n_params = k * h + h + h * CHANNELS;
-    s->params = malloc((size_t)s->n_params * sizeof(float));
-    s->adam_m = malloc((size_t)s->n_params * sizeof(float));
-    s->adam_v = malloc((size_t)s->n_params * sizeof(float));
-    for (int64_t i = 0; i < s->n_params; i++) {
-        s->params[i] = (float)stamp - (float)i * 0.001f;
-        s->adam_m[i] = (float)stamp * 1e-3f + (float)i;
-        s->adam_v[i] = (float)stamp * 1e-38f; /* subnormal floats must survive too */
-    }
-    s->params[0] = -0.0f;
-    s->adam_step = stamp * 2;
-
-    s->iteration = stamp;
-    s->rng_seed = UINT64_C(0xfedcba9876543210) + (uint64_t)stamp;
-    s->wall_time = (double)stamp + 0.125;
-
-    s->pool_size = pool_size;
-    s->channels = CHANNELS;
-    size_t ns = (size_t)pool_size * HEIGHT * WIDTH * CHANNELS;
-    s->pool_states = malloc(ns * sizeof(float));
-    for (size_t i = 0; i < ns; i++)
-        s->pool_states[i] = (float)stamp + (float)(i % 97) * 0.5f;
-    s->pool_loss = malloc((size_t)pool_size * sizeof(float));
-    s->pool_target = malloc((size_t)pool_size * sizeof(int32_t));
-    for (int64_t i = 0; i < pool_size; i++) {
-        s->pool_loss[i] = i == 0 ? NAN : (float)stamp / (float)(i + 1);
-        s->pool_target[i] = (int32_t)(i % N_TARGETS);
-    }
-
-    s->n_metrics = n_metrics;
-    s->metrics = calloc(n_metrics > 0 ? (size_t)n_metrics : 1, sizeof *s->metrics);
-    for (int64_t r = 0; r < n_metrics; r++) {
-        mg_metrics_row *m = &s->metrics[r];
-        m->iteration = r + 1;
-        m->loss = (double)stamp / (double)(r + 3);
-        m->lr = 2e-3 * (double)(r + 1);
-        for (int t = 0; t < s->n_tensors; t++)
-            m->grad_norm[t] = (double)(r * 10 + t) + 0.1;
-        m->wall_time = (double)r * 0.01;
-        m->cell_steps_per_s = 1e9 + (double)r;
-    }
-}
-
-static void assert_snapshots_equal(const mg_run_snapshot *a, const mg_run_snapshot *b)
-{
-    assert_string_equal(a->config_text, b->config_text);
-    assert_string_equal(a->config_source, b->config_source);
-    char *ini_a = mg_config_to_ini(&a->cfg);
-    char *ini_b = mg_config_to_ini(&b->cfg);
-    assert_string_equal(ini_a, ini_b);
-    free(ini_a);
-    free(ini_b);
-    assert_int_equal(a->cfg.hidden, b->cfg.hidden);
-    assert_memory_equal(&a->cfg.lr, &b->cfg.lr, sizeof(double));
-
-    assert_int_equal(a->n_targets, b->n_targets);
-    assert_int_equal(a->height, b->height);
-    assert_int_equal(a->width, b->width);
-    assert_memory_equal(a->targets, b->targets,
-                        (size_t)a->n_targets * a->height * a->width * 4 * sizeof(float));
-
-    assert_int_equal(a->n_tensors, b->n_tensors);
-    for (int i = 0; i < a->n_tensors; i++) {
-        assert_string_equal(a->tensors[i].name, b->tensors[i].name);
-        assert_int_equal(a->tensors[i].rank, b->tensors[i].rank);
-        for (int j = 0; j < a->tensors[i].rank; j++)
-            assert_int_equal(a->tensors[i].dims[j], b->tensors[i].dims[j]);
-        assert_int_equal(a->tensors[i].offset, b->tensors[i].offset);
-        assert_int_equal(a->tensors[i].size, b->tensors[i].size);
-    }
-    assert_int_equal(a->n_params, b->n_params);
-    size_t np = (size_t)a->n_params * sizeof(float);
-    assert_memory_equal(a->params, b->params, np);
-    assert_memory_equal(a->adam_m, b->adam_m, np);
-    assert_memory_equal(a->adam_v, b->adam_v, np);
-    assert_int_equal(a->adam_step, b->adam_step);
-
-    assert_int_equal(a->iteration, b->iteration);
-    assert_true(a->rng_seed == b->rng_seed);
-    assert_memory_equal(&a->wall_time, &b->wall_time, sizeof(double));
-
-    assert_int_equal(a->pool_size, b->pool_size);
-    assert_int_equal(a->channels, b->channels);
-    assert_memory_equal(a->pool_states, b->pool_states,
-                        (size_t)a->pool_size * a->height * a->width * a->channels * sizeof(float));
-    assert_memory_equal(a->pool_loss, b->pool_loss, (size_t)a->pool_size * sizeof(float));
-    assert_memory_equal(a->pool_target, b->pool_target, (size_t)a->pool_size * sizeof(int32_t));
-
-    assert_int_equal(a->n_metrics, b->n_metrics);
-    for (int64_t r = 0; r < a->n_metrics; r++) {
-        const mg_metrics_row *x = &a->metrics[r], *y = &b->metrics[r];
-        assert_int_equal(x->iteration, y->iteration);
-        assert_memory_equal(&x->loss, &y->loss, sizeof(double));
-        assert_memory_equal(&x->lr, &y->lr, sizeof(double));
-        assert_memory_equal(x->grad_norm, y->grad_norm, (size_t)a->n_tensors * sizeof(double));
-        assert_memory_equal(&x->wall_time, &y->wall_time, sizeof(double));
-        assert_memory_equal(&x->cell_steps_per_s, &y->cell_steps_per_s, sizeof(double));
-    }
-}
-
 /* ---- round trips ---- */
 
 static void test_round_trip(void **state)
@@ -203,20 +69,20 @@ static void test_round_trip(void **state)
     work_path(path, sizeof path, "round_trip.h5");
     mg_run_snapshot a, b;
     mg_error err = { "" };
-    make_snapshot(&a, 4, 3, 42);
+    fx_make_snapshot(&a, 4, 3, 42);
     assert_int_equal(mg_runfile_write(path, &a, &err), 0);
     assert_int_equal(mg_runfile_read(path, &b, &err), 0);
-    assert_snapshots_equal(&a, &b);
+    fx_assert_snapshots_equal(&a, &b);
     char tmp[4300];
     snprintf(tmp, sizeof tmp, "%s.tmp", path);
     assert_false(file_exists(tmp));
 
     /* Writing over an existing run file replaces it completely. */
     mg_run_snapshot c, d;
-    make_snapshot(&c, 5, 7, 43);
+    fx_make_snapshot(&c, 5, 7, 43);
     assert_int_equal(mg_runfile_write(path, &c, &err), 0);
     assert_int_equal(mg_runfile_read(path, &d, &err), 0);
-    assert_snapshots_equal(&c, &d);
+    fx_assert_snapshots_equal(&c, &d);
     mg_run_snapshot_free(&a);
     mg_run_snapshot_free(&b);
     mg_run_snapshot_free(&c);
@@ -230,11 +96,11 @@ static void test_empty_metrics(void **state)
     work_path(path, sizeof path, "empty_metrics.h5");
     mg_run_snapshot a, b;
     mg_error err = { "" };
-    make_snapshot(&a, 4, 0, 0);
+    fx_make_snapshot(&a, 4, 0, 0);
     assert_int_equal(mg_runfile_write(path, &a, &err), 0);
     assert_int_equal(mg_runfile_read(path, &b, &err), 0);
     assert_int_equal(b.n_metrics, 0);
-    assert_snapshots_equal(&a, &b);
+    fx_assert_snapshots_equal(&a, &b);
     mg_run_snapshot_free(&a);
     mg_run_snapshot_free(&b);
 }
@@ -280,7 +146,7 @@ static void test_layout(void **state)
     work_path(path, sizeof path, "layout.h5");
     mg_run_snapshot a;
     mg_error err = { "" };
-    make_snapshot(&a, 4, 3, 5);
+    fx_make_snapshot(&a, 4, 3, 5);
     assert_int_equal(mg_runfile_write(path, &a, &err), 0);
 
     hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
@@ -324,7 +190,7 @@ static void test_layout(void **state)
     H5Aclose(at);
     H5Dclose(cfg);
     assert_memory_equal(&lr, &a.cfg.lr, sizeof lr);
-    assert_int_equal(channels, CHANNELS);
+    assert_int_equal(channels, FX_CHANNELS);
     assert_int_equal(pin, 1);
     assert_true(seed == a.cfg.seed);
 
@@ -342,9 +208,9 @@ static void test_layout(void **state)
     hsize_t dims[4];
     assert_int_equal(H5Sget_simple_extent_dims(space, dims, NULL), 4);
     assert_int_equal(dims[0], 4);
-    assert_int_equal(dims[1], HEIGHT);
-    assert_int_equal(dims[2], WIDTH);
-    assert_int_equal(dims[3], CHANNELS);
+    assert_int_equal(dims[1], FX_HEIGHT);
+    assert_int_equal(dims[2], FX_WIDTH);
+    assert_int_equal(dims[3], FX_CHANNELS);
     H5Sclose(space);
     H5Dclose(d);
 
@@ -352,7 +218,7 @@ static void test_layout(void **state)
     d = H5Dopen2(f, "/checkpoint/params/w1", H5P_DEFAULT);
     space = H5Dget_space(d);
     assert_int_equal(H5Sget_simple_extent_dims(space, dims, NULL), 2);
-    assert_int_equal(dims[0], 3 * CHANNELS);
+    assert_int_equal(dims[0], 3 * FX_CHANNELS);
     assert_int_equal(dims[1], 7);
     H5Sclose(space);
     H5Dclose(d);
@@ -420,7 +286,7 @@ static void write_good_file(const char *path)
 {
     mg_run_snapshot a;
     mg_error err = { "" };
-    make_snapshot(&a, 4, 3, 1);
+    fx_make_snapshot(&a, 4, 3, 1);
     assert_int_equal(mg_runfile_write(path, &a, &err), 0);
     mg_run_snapshot_free(&a);
 }
@@ -504,9 +370,9 @@ static void test_disk_full_keeps_old_file(void **state)
     work_path(path, sizeof path, "disk_full.h5");
     mg_run_snapshot a, b, back;
     mg_error err = { "" };
-    make_snapshot(&a, 4, 3, 11);
+    fx_make_snapshot(&a, 4, 3, 11);
     assert_int_equal(mg_runfile_write(path, &a, &err), 0);
-    make_snapshot(&b, 64, 50, 12); /* ~130 KB of pool, far above the limit */
+    fx_make_snapshot(&b, 64, 50, 12); /* ~130 KB of pool, far above the limit */
 
     int fds[2];
     assert_int_equal(pipe(fds), 0);
@@ -538,7 +404,7 @@ static void test_disk_full_keeps_old_file(void **state)
 
     assert_no_tmp(path);
     assert_int_equal(mg_runfile_read(path, &back, &err), 0);
-    assert_snapshots_equal(&a, &back);
+    fx_assert_snapshots_equal(&a, &back);
     mg_run_snapshot_free(&a);
     mg_run_snapshot_free(&b);
     mg_run_snapshot_free(&back);
@@ -551,7 +417,7 @@ static void test_missing_directory(void **state)
     work_path(path, sizeof path, "no_such_dir/run.h5");
     mg_run_snapshot a;
     mg_error err = { "" };
-    make_snapshot(&a, 4, 3, 1);
+    fx_make_snapshot(&a, 4, 3, 1);
     assert_int_equal(mg_runfile_write(path, &a, &err), -1);
     char want[4400];
     snprintf(want, sizeof want, "%s: cannot write run file: No such file or directory", path);
@@ -571,8 +437,8 @@ static void assert_consistent(const mg_run_snapshot *s)
 {
     int64_t stamp = s->iteration;
     mg_run_snapshot expect;
-    make_snapshot(&expect, 4, stamp, stamp);
-    assert_snapshots_equal(&expect, s);
+    fx_make_snapshot(&expect, 4, stamp, stamp);
+    fx_assert_snapshots_equal(&expect, s);
     mg_run_snapshot_free(&expect);
 }
 
@@ -585,7 +451,7 @@ static void test_kill_during_writes(void **state)
     work_path(path, sizeof path, "killed.h5");
     mg_run_snapshot s;
     mg_error err = { "" };
-    make_snapshot(&s, 4, 0, 0);
+    fx_make_snapshot(&s, 4, 0, 0);
     assert_int_equal(mg_runfile_write(path, &s, &err), 0);
     mg_run_snapshot_free(&s);
 
@@ -603,7 +469,7 @@ static void test_kill_during_writes(void **state)
             for (int64_t it = last + 1;; it++) {
                 mg_run_snapshot w;
                 mg_error child_err;
-                make_snapshot(&w, 4, it, it);
+                fx_make_snapshot(&w, 4, it, it);
                 if (mg_runfile_write(path, &w, &child_err) < 0)
                     _exit(1);
                 mg_run_snapshot_free(&w);

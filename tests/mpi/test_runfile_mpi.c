@@ -27,12 +27,8 @@
 
 #include "morphogen/config.h"
 #include "morphogen/runfile.h"
+#include "../runfile_fixture.h"
 
-#define N_TARGETS 2
-#define HEIGHT 5
-#define WIDTH 4
-#define CHANNELS 16
-#define CELLS ((size_t)HEIGHT * WIDTH * CHANNELS)
 
 /* Set once in main, before the tests run. */
 static MPI_Comm world;
@@ -84,74 +80,6 @@ static int same_on_all_ranks(const char *text)
     return same;
 }
 
-/* ---- snapshots ---- */
-
-/* Everything derives from `stamp`, the pool values also from the sample
- * index, so a slab read back at the wrong offset cannot pass. */
-static void make_snapshot(mg_run_snapshot *s, int64_t pool_size, int64_t n_metrics, int64_t stamp)
-{
-    memset(s, 0, sizeof *s);
-    mg_config_defaults(&s->cfg);
-    s->cfg.channels = CHANNELS;
-    s->cfg.hidden = 6;
-    s->cfg.lr = 1.0 / 7.0;
-    s->config_text = mg_config_to_ini(&s->cfg);
-    s->config_source = strdup("[model]\nhidden = 6 ; \xf0\x9f\xa6\x8e\n");
-
-    s->n_targets = N_TARGETS;
-    s->height = HEIGHT;
-    s->width = WIDTH;
-    size_t nt = (size_t)N_TARGETS * HEIGHT * WIDTH * 4;
-    s->targets = malloc(nt * sizeof(float));
-    for (size_t i = 0; i < nt; i++)
-        s->targets[i] = (float)stamp + (float)i / 9.0f;
-
-    const int64_t k = 3 * CHANNELS, h = 6;
-    s->n_tensors = 3;
-    s->tensors[0] = (mg_tensor_desc){ "w1", 2, { k, h }, 0, k * h };
-    s->tensors[1] = (mg_tensor_desc){ "b1", 1, { h, 0 }, k * h, h };
-    s->tensors[2] = (mg_tensor_desc){ "w2", 2, { h, CHANNELS }, k * h + h, h * CHANNELS };
-    s->n_params = k * h + h + h * CHANNELS;
-    s->params = malloc((size_t)s->n_params * sizeof(float));
-    s->adam_m = malloc((size_t)s->n_params * sizeof(float));
-    s->adam_v = malloc((size_t)s->n_params * sizeof(float));
-    for (int64_t i = 0; i < s->n_params; i++) {
-        s->params[i] = (float)stamp - (float)i * 0.003f;
-        s->adam_m[i] = (float)i * 1e-3f;
-        s->adam_v[i] = (float)stamp * 1e-39f;
-    }
-    s->adam_step = stamp + 1;
-    s->iteration = stamp;
-    s->rng_seed = UINT64_C(0x0123456789abcdef) ^ (uint64_t)stamp;
-    s->wall_time = (double)stamp / 3.0;
-
-    s->pool_size = pool_size;
-    s->channels = CHANNELS;
-    s->pool_states = malloc((size_t)pool_size * CELLS * sizeof(float));
-    s->pool_loss = malloc((size_t)pool_size * sizeof(float));
-    s->pool_target = malloc((size_t)pool_size * sizeof(int32_t));
-    for (int64_t p = 0; p < pool_size; p++) {
-        for (size_t c = 0; c < CELLS; c++)
-            s->pool_states[(size_t)p * CELLS + c] = (float)(p * 1000) + (float)c * 0.25f +
-                                                     (float)stamp;
-        s->pool_loss[p] = p == 1 ? NAN : (float)stamp / (float)(p + 2);
-        s->pool_target[p] = (int32_t)(p % N_TARGETS);
-    }
-
-    s->n_metrics = n_metrics;
-    s->metrics = calloc(n_metrics > 0 ? (size_t)n_metrics : 1, sizeof *s->metrics);
-    for (int64_t r = 0; r < n_metrics; r++) {
-        mg_metrics_row *m = &s->metrics[r];
-        m->iteration = r + 1;
-        m->loss = (double)stamp / (double)(r + 5);
-        m->lr = 1e-3;
-        for (int t = 0; t < s->n_tensors; t++)
-            m->grad_norm[t] = (double)(r + t) / 3.0;
-        m->wall_time = (double)r * 0.5;
-        m->cell_steps_per_s = 2e8 + (double)r;
-    }
-}
-
 /* Samples [first, first + count) of a pool of pool_size split over n ranks
  * as evenly as possible, the first ranks taking one more. */
 static void shard_of(int64_t pool_size, int r, int n, int64_t *first, int64_t *count)
@@ -173,11 +101,11 @@ static void make_shard(const mg_run_snapshot *full, int64_t first, int64_t count
     view->pool_target = NULL;
     if (count == 0)
         return;
-    view->pool_states = malloc((size_t)count * CELLS * sizeof(float));
+    view->pool_states = malloc((size_t)count * FX_CELLS * sizeof(float));
     view->pool_loss = malloc((size_t)count * sizeof(float));
     view->pool_target = malloc((size_t)count * sizeof(int32_t));
-    memcpy(view->pool_states, full->pool_states + (size_t)first * CELLS,
-           (size_t)count * CELLS * sizeof(float));
+    memcpy(view->pool_states, full->pool_states + (size_t)first * FX_CELLS,
+           (size_t)count * FX_CELLS * sizeof(float));
     memcpy(view->pool_loss, full->pool_loss + first, (size_t)count * sizeof(float));
     memcpy(view->pool_target, full->pool_target + first, (size_t)count * sizeof(int32_t));
 }
@@ -189,60 +117,6 @@ static void free_shard(mg_run_snapshot *view)
     free(view->pool_target);
 }
 
-static void assert_equal_but_pool(const mg_run_snapshot *a, const mg_run_snapshot *b)
-{
-    assert_string_equal(a->config_text, b->config_text);
-    assert_string_equal(a->config_source, b->config_source);
-    assert_int_equal(a->cfg.hidden, b->cfg.hidden);
-    assert_memory_equal(&a->cfg.lr, &b->cfg.lr, sizeof(double));
-    assert_int_equal(a->n_targets, b->n_targets);
-    assert_int_equal(a->height, b->height);
-    assert_int_equal(a->width, b->width);
-    assert_memory_equal(a->targets, b->targets,
-                        (size_t)a->n_targets * a->height * a->width * 4 * sizeof(float));
-    assert_int_equal(a->n_tensors, b->n_tensors);
-    for (int i = 0; i < a->n_tensors; i++) {
-        assert_string_equal(a->tensors[i].name, b->tensors[i].name);
-        assert_int_equal(a->tensors[i].rank, b->tensors[i].rank);
-        assert_int_equal(a->tensors[i].dims[0], b->tensors[i].dims[0]);
-        assert_int_equal(a->tensors[i].dims[1], b->tensors[i].dims[1]);
-        assert_int_equal(a->tensors[i].offset, b->tensors[i].offset);
-    }
-    assert_int_equal(a->n_params, b->n_params);
-    size_t np = (size_t)a->n_params * sizeof(float);
-    assert_memory_equal(a->params, b->params, np);
-    assert_memory_equal(a->adam_m, b->adam_m, np);
-    assert_memory_equal(a->adam_v, b->adam_v, np);
-    assert_int_equal(a->adam_step, b->adam_step);
-    assert_int_equal(a->iteration, b->iteration);
-    assert_true(a->rng_seed == b->rng_seed);
-    assert_memory_equal(&a->wall_time, &b->wall_time, sizeof(double));
-    assert_int_equal(a->pool_size, b->pool_size);
-    assert_int_equal(a->channels, b->channels);
-    assert_int_equal(a->n_metrics, b->n_metrics);
-    if (a->n_metrics > 0)
-        assert_memory_equal(a->metrics, b->metrics, (size_t)a->n_metrics * sizeof *a->metrics);
-}
-
-/* got holds samples [first, first + count) of full's pool. */
-static void assert_pool_slab(const mg_run_snapshot *full, int64_t first, int64_t count,
-                             const mg_run_snapshot *got)
-{
-    if (count == 0)
-        return;
-    assert_memory_equal(got->pool_states, full->pool_states + (size_t)first * CELLS,
-                        (size_t)count * CELLS * sizeof(float));
-    assert_memory_equal(got->pool_loss, full->pool_loss + first, (size_t)count * sizeof(float));
-    assert_memory_equal(got->pool_target, full->pool_target + first,
-                        (size_t)count * sizeof(int32_t));
-}
-
-static void assert_whole_equal(const mg_run_snapshot *a, const mg_run_snapshot *b)
-{
-    assert_equal_but_pool(a, b);
-    assert_pool_slab(a, 0, a->pool_size, b);
-}
-
 /* ---- writing with N ranks, compared with the serial writer ---- */
 
 static void check_shared_write(int64_t pool_size, int64_t stamp)
@@ -252,7 +126,7 @@ static void check_shared_write(int64_t pool_size, int64_t stamp)
     work_path(serial, sizeof serial, "serial.h5");
     mg_run_snapshot full, view, back, back_other, file_shared, file_serial;
     mg_error werr = { "" }, serr = { "" }, rerr = { "" }, oerr = { "" }, e1 = { "" }, e2 = { "" };
-    make_snapshot(&full, pool_size, 4, stamp);
+    fx_make_snapshot(&full, pool_size, 4, stamp);
     int64_t first, count, other_first, other_count;
     shard_of(pool_size, my_rank, n_ranks, &first, &count);
     make_shard(&full, first, count, &view);
@@ -285,12 +159,12 @@ static void check_shared_write(int64_t pool_size, int64_t stamp)
     assert_int_equal(rc2, 0);
     assert_false(tmp_exists(shared));
 
-    assert_whole_equal(&file_serial, &file_shared);
-    assert_whole_equal(&full, &file_shared);
-    assert_equal_but_pool(&full, &back);
-    assert_pool_slab(&full, first, count, &back);
-    assert_equal_but_pool(&full, &back_other);
-    assert_pool_slab(&full, other_first, other_count, &back_other);
+    fx_assert_snapshots_equal(&file_serial, &file_shared);
+    fx_assert_snapshots_equal(&full, &file_shared);
+    fx_assert_equal_but_pool(&full, &back);
+    fx_assert_pool_slab(&full, first, count, &back);
+    fx_assert_equal_but_pool(&full, &back_other);
+    fx_assert_pool_slab(&full, other_first, other_count, &back_other);
 
     free_shard(&view);
     mg_run_snapshot_free(&full);
@@ -330,7 +204,7 @@ static void test_read_serial_file(void **state)
     work_path(path, sizeof path, "written_serially.h5");
     mg_run_snapshot full, back;
     mg_error werr = { "" }, rerr = { "" };
-    make_snapshot(&full, 10, 2, 200);
+    fx_make_snapshot(&full, 10, 2, 200);
     int wrc = 0;
     if (my_rank == 0)
         wrc = mg_runfile_write(path, &full, &werr);
@@ -342,8 +216,8 @@ static void test_read_serial_file(void **state)
     assert_int_equal(wrc, 0);
     assert_string_equal(rerr.msg, "");
     assert_int_equal(rrc, 0);
-    assert_equal_but_pool(&full, &back);
-    assert_pool_slab(&full, first, count, &back);
+    fx_assert_equal_but_pool(&full, &back);
+    fx_assert_pool_slab(&full, first, count, &back);
     mg_run_snapshot_free(&full);
     mg_run_snapshot_free(&back);
 }
@@ -357,7 +231,7 @@ static void test_missing_directory(void **state)
     work_path(path, sizeof path, "no_such_dir/run.h5");
     mg_run_snapshot full, view, back;
     mg_error werr = { "" }, rerr = { "" };
-    make_snapshot(&full, 10, 1, 300);
+    fx_make_snapshot(&full, 10, 1, 300);
     int64_t first, count;
     shard_of(full.pool_size, my_rank, n_ranks, &first, &count);
     make_shard(&full, first, count, &view);
@@ -399,8 +273,8 @@ static void test_one_rank_disk_full(void **state)
     work_path(path, sizeof path, "one_rank_full.h5");
     mg_run_snapshot a, b, view_a, view_b, back;
     mg_error aerr = { "" }, berr = { "" }, rerr = { "" };
-    make_snapshot(&a, 10, 2, 400);
-    make_snapshot(&b, 10, 3, 401);
+    fx_make_snapshot(&a, 10, 2, 400);
+    fx_make_snapshot(&b, 10, 3, 401);
     int64_t first, count;
     shard_of(10, my_rank, n_ranks, &first, &count);
     make_shard(&a, first, count, &view_a);
@@ -426,7 +300,7 @@ static void test_one_rank_disk_full(void **state)
     assert_false(tmp_exists(path));
     assert_string_equal(rerr.msg, "");
     assert_int_equal(rrc, 0);
-    assert_whole_equal(&a, &back);
+    fx_assert_snapshots_equal(&a, &back);
     free_shard(&view_a);
     free_shard(&view_b);
     mg_run_snapshot_free(&a);
@@ -445,7 +319,7 @@ static void test_one_rank_invalid_snapshot(void **state)
     MPI_Barrier(world);
     mg_run_snapshot full, view;
     mg_error err = { "" };
-    make_snapshot(&full, 10, 1, 600);
+    fx_make_snapshot(&full, 10, 1, 600);
     int64_t first, count;
     shard_of(10, my_rank, n_ranks, &first, &count);
     make_shard(&full, first, count, &view);
@@ -477,7 +351,7 @@ static void test_bad_shards(void **state)
     work_path(path, sizeof path, "bad_shards.h5");
     mg_run_snapshot full, view, back;
     mg_error gap_err = { "" }, out_err = { "" }, read_err = { "" }, ok_err = { "" };
-    make_snapshot(&full, 10, 1, 700);
+    fx_make_snapshot(&full, 10, 1, 700);
     int64_t first, count;
     shard_of(10, my_rank, n_ranks, &first, &count);
     int last = n_ranks - 1;
