@@ -8,20 +8,18 @@
 # Usage: bash jobs/bench_memory.sh RUN.h5 [ITERS]
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source jobs/bench_lib.sh
 run=${1:?usage: bench_memory.sh RUN.h5 [ITERS]}
 iters=${2:-20}
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
-done_iter=$(/usr/bin/python3 -c "import h5py,sys; print(int(h5py.File(sys.argv[1],'r')['checkpoint'].attrs['iteration']))" "$run")
+done_iter=$(checkpoint_iteration "$run")
 printf '%-22s %12s %12s %10s %12s %14s\n' "mode" "peak RSS MiB" "pool MiB" "tape MiB" "s/iteration" "final loss"
 for k in 0 8; do
   cp "$run" "$tmp/run.h5"
   line=$(./build/morphogen train --resume "$tmp/run.h5" --set train.iterations=$((done_iter + iters)) \
          --set run.checkpoint_every=1000000 --set train.checkpoint_steps=$k 2>&1 | grep "morphogen: done")
-  rss=$(sed -E 's/.*peak memory ([0-9.]+) MiB.*/\1/' <<<"$line")
-  pool=$(sed -E 's/.*\(pool (shard )?([0-9.]+) MiB.*/\2/' <<<"$line")
-  tape=$(sed -E 's/.*rollout tape ([0-9.]+) MiB.*/\1/' <<<"$line")
-  per_iter=$(sed -E 's/.* ([0-9.]+) s per iteration.*/\1/' <<<"$line")
-  loss=$(sed -E 's/.*final loss ([0-9.e+-]+),.*/\1/' <<<"$line")
-  printf '%-22s %12s %12s %10s %12s %14s\n' "checkpoint_steps=$k" "$rss" "$pool" "$tape" "$per_iter" "$loss"
+  parse_done "$line"
+  printf '%-22s %12s %12s %10s %12s %14s\n' "checkpoint_steps=$k" "$done_rss_mib" "$done_pool_mib" "$done_tape_mib" \
+    "$done_s_per_iter" "$done_loss"
 done

@@ -9,13 +9,14 @@
 # Usage: bash jobs/bench_ranks.sh RUN.h5 [ITERATIONS]
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source jobs/bench_lib.sh
 run=${1:?usage: bench_ranks.sh RUN.h5 [ITERATIONS]}
 iters=${2:-10}
 cores=$(nproc)
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
-done_iter=$(/usr/bin/python3 -c "import h5py,sys; print(int(h5py.File(sys.argv[1],'r')['checkpoint'].attrs['iteration']))" "$run")
+done_iter=$(checkpoint_iteration "$run")
 printf '%-6s %-8s %14s %16s %20s %14s\n' ranks threads "s/iteration" "communication" "KiB received/iter" "final loss"
 for n in 1 2 4; do
     threads=$(( cores / n )); (( threads >= 1 )) || threads=1
@@ -23,9 +24,7 @@ for n in 1 2 4; do
     line=$(mpirun --oversubscribe --bind-to none -np "$n" ./build/morphogen train --resume "$tmp/run.h5" \
            --set train.iterations=$((done_iter + iters)) --set run.threads=$threads \
            --set run.checkpoint_every=1000000000 2>&1 | grep "morphogen: done")
-    per_iter=$(sed -E 's/.* ([0-9.]+) s per iteration.*/\1/' <<<"$line")
-    comm=$(sed -E 's/.*communication ([0-9.]+%).*/\1/' <<<"$line")
-    kib=$(sed -E 's/.*\(([0-9.]+) KiB received per iteration\).*/\1/' <<<"$line")
-    loss=$(sed -E 's/.*final loss ([0-9.e+-]+),.*/\1/' <<<"$line")
-    printf '%-6s %-8s %14s %16s %20s %14s\n' "$n" "$threads" "$per_iter" "$comm" "$kib" "$loss"
+    parse_done "$line"
+    printf '%-6s %-8s %14s %16s %20s %14s\n' "$n" "$threads" "$done_s_per_iter" "$done_comm_share" \
+        "$done_kib_per_iter" "$done_loss"
 done

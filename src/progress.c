@@ -1,9 +1,17 @@
 /* Progress lines for training. */
 #define _POSIX_C_SOURCE 200809L
 #include <math.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "morphogen/progress.h"
+
+double mg_monotonic_seconds(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
 
 void mg_progress_init(mg_progress *p, FILE *out, int every)
 {

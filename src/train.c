@@ -4,20 +4,12 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "morphogen/optimizer.h"
 #include "morphogen/pool.h"
 #include "morphogen/progress.h"
 #include "morphogen/rng.h"
 #include "morphogen/train.h"
-
-static double now_seconds(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 static int all_finite(const float *x, int64_t n)
 {
@@ -160,7 +152,7 @@ int mg_trainer_run(mg_trainer *t, const mg_train_options *opt, mg_error *err)
 {
     const mg_config *cfg = &t->cfg;
     mg_comm *comm = t->comm;
-    const double start = now_seconds();
+    const double start = mg_monotonic_seconds();
     const int64_t first = t->iteration;
     mg_progress progress;
     mg_progress_init(&progress, opt->log, cfg->log_every);
@@ -171,7 +163,7 @@ int mg_trainer_run(mg_trainer *t, const mg_train_options *opt, mg_error *err)
         return MG_EXIT_ERROR;
 
     while (t->iteration < cfg->iterations) {
-        const double t0 = now_seconds();
+        const double t0 = mg_monotonic_seconds();
         mg_metrics_row row;
         memset(&row, 0, sizeof row);
         if (opt->fail_at == t->iteration + 1 && opt->fail_rank == comm->rank) {
@@ -201,7 +193,7 @@ int mg_trainer_run(mg_trainer *t, const mg_train_options *opt, mg_error *err)
             say(t, opt->log, err->msg);
             mg_comm_abort(comm, MG_EXIT_ERROR);
         }
-        const double t1 = now_seconds();
+        const double t1 = mg_monotonic_seconds();
         const int steps = mg_rollout_steps(cfg, t->iteration);
         /* Rank 0's clock for every rank, so the replicated metrics agree. */
         double timing[2] = {t->wall_time + (t1 - start), (double)cfg->batch * mg_cells(&t->dims) * steps / (t1 - t0)};

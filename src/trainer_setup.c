@@ -20,18 +20,26 @@ int mg_trainer_check_ranks(const mg_config *cfg, const mg_comm *comm, const char
     return 0;
 }
 
+/* The pool samples [*pool_first, + *pool_count) that this rank's batch
+ * positions draw from. */
+static void pool_shard(const mg_config *cfg, const mg_comm *comm, int64_t *pool_first, int64_t *pool_count)
+{
+    const int b0 = mg_comm_block_first(comm, cfg->batch, comm->rank);
+    const int b1 = mg_comm_block_first(comm, cfg->batch, comm->rank + 1);
+    int32_t first, count, last_first;
+    mg_pool_slice(cfg->pool_size, cfg->batch, b0, &first, &count);
+    mg_pool_slice(cfg->pool_size, cfg->batch, b1 - 1, &last_first, &count);
+    *pool_first = first;
+    *pool_count = (int64_t)last_first + count - first;
+}
+
 /* This rank's batch positions and the pool slices they draw from. */
 static void assign_shard(mg_trainer *t, mg_comm *comm)
 {
-    const int B = t->cfg.batch;
     t->comm = comm;
-    t->batch_first = mg_comm_block_first(comm, B, comm->rank);
-    t->batch_count = mg_comm_block_first(comm, B, comm->rank + 1) - t->batch_first;
-    int32_t first, count, last_first;
-    mg_pool_slice(t->cfg.pool_size, B, t->batch_first, &first, &count);
-    mg_pool_slice(t->cfg.pool_size, B, t->batch_first + t->batch_count - 1, &last_first, &count);
-    t->pool_first = first;
-    t->pool_count = (int64_t)last_first + count - first;
+    t->batch_first = mg_comm_block_first(comm, t->cfg.batch, comm->rank);
+    t->batch_count = mg_comm_block_first(comm, t->cfg.batch, comm->rank + 1) - t->batch_first;
+    pool_shard(&t->cfg, comm, &t->pool_first, &t->pool_count);
 }
 
 /* Buffers and backend that depend only on the config. */
@@ -142,25 +150,24 @@ int mg_trainer_resume(mg_trainer *t, const char *path, int n_overrides, char **o
     mg_run_snapshot snap;
     if (!comm->world) {
         if (mg_runfile_read(path, &snap, err) != 0)
-            return -1;
+            return MG_EXIT_ERROR;
     } else {
         /* The shard depends on the config inside the file: read it without
          * any pool samples first, then with this rank's slab. */
         if (mg_runfile_read_shared(path, &snap, 0, 0, comm->world, err) != 0)
-            return -1;
-        mg_trainer tmp;
-        memset(&tmp, 0, sizeof tmp);
-        tmp.cfg = snap.cfg;
-        if (mg_trainer_check_ranks(&snap.cfg, comm, path, err) != 0) {
-            mg_run_snapshot_free(&snap);
-            return -1;
-        }
-        assign_shard(&tmp, comm);
+            return MG_EXIT_ERROR;
+        int64_t first, count;
+        const int ranks_ok = mg_trainer_check_ranks(&snap.cfg, comm, path, err) == 0;
+        if (ranks_ok)
+            pool_shard(&snap.cfg, comm, &first, &count);
         mg_run_snapshot_free(&snap);
-        if (mg_runfile_read_shared(path, &snap, tmp.pool_first, tmp.pool_count, comm->world, err) != 0)
-            return -1;
+        if (!ranks_ok)
+            return MG_EXIT_USAGE;
+        if (mg_runfile_read_shared(path, &snap, first, count, comm->world, err) != 0)
+            return MG_EXIT_ERROR;
     }
-    int rc = -1;
+    /* Bad overrides or a rank count that does not fit are usage errors. */
+    int rc = MG_EXIT_USAGE;
     t->cfg = snap.cfg;
     for (int i = 0; i < n_overrides; i++) {
         if (!override_allowed(overrides[i])) {
@@ -174,6 +181,7 @@ int mg_trainer_resume(mg_trainer *t, const char *path, int n_overrides, char **o
     if (mg_config_validate(&t->cfg, path, err) != 0 || mg_trainer_check_ranks(&t->cfg, comm, path, err) != 0)
         goto done;
     assign_shard(t, comm);
+    rc = MG_EXIT_ERROR;
     const int side = t->cfg.size + 2 * t->cfg.padding;
     t->dims = (mg_nca_dims){side, side, t->cfg.channels, t->cfg.hidden};
     if (snap.height != side || snap.width != side || snap.channels != t->cfg.channels ||
@@ -232,7 +240,7 @@ int mg_trainer_resume(mg_trainer *t, const char *path, int n_overrides, char **o
         goto done;
     }
     memcpy(t->metrics, snap.metrics, sizeof(mg_metrics_row) * (size_t)t->n_metrics);
-    rc = allocate_work(t, err);
+    rc = allocate_work(t, err) != 0 ? MG_EXIT_ERROR : MG_EXIT_OK;
 done:
     mg_run_snapshot_free(&snap);
     return rc;

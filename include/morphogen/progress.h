@@ -23,6 +23,9 @@ void mg_progress_update(mg_progress *p, int64_t it, int64_t total, double loss, 
 /* End a live line (newline on a terminal) before other output. */
 void mg_progress_finish(mg_progress *p);
 
+/* Seconds on the monotonic clock (for rates and durations). */
+double mg_monotonic_seconds(void);
+
 /* Format seconds as "1h02m03s" / "4m05s" / "6s". */
 void mg_format_duration(double seconds, char *buf, size_t len);
 

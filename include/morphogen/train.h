@@ -71,7 +71,9 @@ int mg_trainer_init(mg_trainer *t, const mg_config *cfg, const char *config_sour
 
 /* Resume from a run file; `overrides` (--set assignments, may be empty) may
  * only change keys that do not alter the computation so far: train.iterations,
- * train.checkpoint_steps and the [run] section. */
+ * train.checkpoint_steps and the [run] section. Returns MG_EXIT_OK, or with
+ * err filled MG_EXIT_USAGE (a refused override, a rank count that does not
+ * divide the batch) or MG_EXIT_ERROR (an unreadable or inconsistent file). */
 int mg_trainer_resume(mg_trainer *t, const char *path, int n_overrides, char **overrides, mg_comm *comm,
                       mg_error *err);
 

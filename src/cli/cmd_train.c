@@ -6,12 +6,12 @@
 #include <string.h>
 #include <fcntl.h>
 #include <sys/resource.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "cli.h"
 #include "morphogen/comm.h"
 #include "morphogen/config.h"
+#include "morphogen/progress.h"
 #include "morphogen/train.h"
 
 static const char USAGE[] =
@@ -114,13 +114,6 @@ static char *default_out_path(const char *config_path)
     return out;
 }
 
-static double now_seconds(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 /* Only rank 0 talks while every rank parses the same flags: the other
  * ranks' stdout and stderr point at /dev/null meanwhile. */
 typedef struct quiet_streams {
@@ -198,11 +191,7 @@ static int set_up(mg_trainer *t, train_args *a, mg_comm *comm, char **source, ch
     if (a->resume_path) {
         if (!a->out_path)
             a->out_path = a->resume_path;
-        if (mg_trainer_resume(t, a->resume_path, a->n_sets, a->sets, comm, err) != 0)
-            return strncmp(err->msg, "--set", 5) == 0 || strstr(err->msg, "multiple of the number of ranks")
-                       ? MG_EXIT_USAGE
-                       : MG_EXIT_ERROR;
-        return 0;
+        return mg_trainer_resume(t, a->resume_path, a->n_sets, a->sets, comm, err);
     }
     mg_config cfg;
     mg_config_defaults(&cfg);
@@ -289,10 +278,10 @@ int mg_cmd_train(int argc, char **argv)
                 (long long)(trainer.pool_first + trainer.pool_count - 1));
     }
     const int64_t first_iteration = trainer.iteration;
-    const double session_start = now_seconds();
+    const double session_start = mg_monotonic_seconds();
     status = mg_trainer_run(&trainer, &opt, &err);
     if (status == MG_EXIT_OK && comm.rank == 0) {
-        const double session = now_seconds() - session_start;
+        const double session = mg_monotonic_seconds() - session_start;
         const int64_t done_here = trainer.iteration - first_iteration;
         struct rusage ru;
         getrusage(RUSAGE_SELF, &ru);

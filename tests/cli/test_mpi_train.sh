@@ -40,6 +40,14 @@ run_status 2 odd.err "${MPIRUN[@]}" -np 3 "$MORPHOGEN" train "${CFG[@]}" --out o
 grep -q "train.batch (4) must be a multiple of the number of ranks (3)" odd.err || fail "$(cat odd.err)"
 [ "$(grep -c "must be a multiple" odd.err)" -eq 1 ] || fail "message repeated: $(cat odd.err)"
 [ ! -e odd.h5 ] || fail "odd.h5 created"
+# ... also when resuming (the batch comes from the run file), and the run
+# file is left as it was.
+sum_before=$(md5sum split1.h5)
+run_status 2 odd_resume.err "${MPIRUN[@]}" -np 3 "$MORPHOGEN" train --resume split1.h5
+grep -q "split1.h5: train.batch (4) must be a multiple of the number of ranks (3)" odd_resume.err ||
+    fail "$(cat odd_resume.err)"
+[ "$(grep -c "must be a multiple" odd_resume.err)" -eq 1 ] || fail "message repeated: $(cat odd_resume.err)"
+[ "$(md5sum split1.h5)" = "$sum_before" ] || fail "split1.h5 changed by a refused resume"
 
 # SIGUSR1 (what Slurm's --signal sends; mpirun forwards it) and SIGTERM
 # delivered to every rank (what Slurm does at a time limit) stop a 2-rank
