@@ -4,9 +4,11 @@
 #ifndef MORPHOGEN_TEST_RUNFILE_FIXTURE_H
 #define MORPHOGEN_TEST_RUNFILE_FIXTURE_H
 
+#include <errno.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "morphogen/config.h"
 #include "morphogen/runfile.h"
@@ -16,6 +18,29 @@
 #define FX_WIDTH 5
 #define FX_CHANNELS 16
 #define FX_CELLS ((size_t)FX_HEIGHT * FX_WIDTH * FX_CHANNELS) /* floats per pool sample */
+
+/* mkdir -p for a test's scratch folder; dir is modified and restored. */
+static inline int fx_mkdir_p(char *dir)
+{
+    for (char *p = dir + 1;; p++) {
+        if (*p != '/' && *p != '\0')
+            continue;
+        const char saved = *p;
+        *p = '\0';
+        const int rc = mkdir(dir, 0777);
+        *p = saved;
+        if (rc < 0 && errno != EEXIST)
+            return -1;
+        if (saved == '\0')
+            return 0;
+    }
+}
+
+static inline int fx_file_exists(const char *path)
+{
+    struct stat st;
+    return stat(path, &st) == 0;
+}
 
 /* Everything derives from `stamp` (a snapshot read back can be checked for
  * belonging to one single write) and the pool values also from the sample

@@ -39,25 +39,7 @@ static int setup_work_dir(void **state)
     (void)state;
     const char *w = getenv("MG_WORK");
     snprintf(work_dir, sizeof work_dir, "%s", w && *w ? w : "/tmp/mg_test_runfile");
-    /* mkdir -p */
-    for (char *p = work_dir + 1;; p++) {
-        if (*p != '/' && *p != '\0')
-            continue;
-        char saved = *p;
-        *p = '\0';
-        int rc = mkdir(work_dir, 0777);
-        *p = saved;
-        if (rc < 0 && errno != EEXIST)
-            return -1;
-        if (saved == '\0')
-            return 0;
-    }
-}
-
-static int file_exists(const char *path)
-{
-    struct stat st;
-    return stat(path, &st) == 0;
+    return fx_mkdir_p(work_dir);
 }
 
 /* ---- round trips ---- */
@@ -75,7 +57,7 @@ static void test_round_trip(void **state)
     fx_assert_snapshots_equal(&a, &b);
     char tmp[4300];
     snprintf(tmp, sizeof tmp, "%s.tmp", path);
-    assert_false(file_exists(tmp));
+    assert_false(fx_file_exists(tmp));
 
     /* Writing over an existing run file replaces it completely. */
     mg_run_snapshot c, d;
@@ -358,7 +340,7 @@ static void assert_no_tmp(const char *path)
 {
     char tmp[4300];
     snprintf(tmp, sizeof tmp, "%s.tmp", path);
-    assert_false(file_exists(tmp));
+    assert_false(fx_file_exists(tmp));
 }
 
 /* Disk full: a child limited to a small file size (SIGXFSZ ignored so the

@@ -40,33 +40,11 @@ static void work_path(char *buf, size_t len, const char *name)
     snprintf(buf, len, "%s/%s", work_dir, name);
 }
 
-static int mkdir_p(char *dir)
-{
-    for (char *p = dir + 1;; p++) {
-        if (*p != '/' && *p != '\0')
-            continue;
-        char saved = *p;
-        *p = '\0';
-        int rc = mkdir(dir, 0777);
-        *p = saved;
-        if (rc < 0 && errno != EEXIST)
-            return -1;
-        if (saved == '\0')
-            return 0;
-    }
-}
-
-static int file_exists(const char *path)
-{
-    struct stat st;
-    return stat(path, &st) == 0;
-}
-
 static int tmp_exists(const char *path)
 {
     char tmp[1300];
     snprintf(tmp, sizeof tmp, "%s.tmp", path);
-    return file_exists(tmp);
+    return fx_file_exists(tmp);
 }
 
 /* Collective: 1 on every rank if every rank holds the same text. */
@@ -336,7 +314,7 @@ static void test_one_rank_invalid_snapshot(void **state)
     assert_int_equal(rc, -1);
     assert_string_equal(err.msg, want);
     assert_true(same);
-    assert_false(file_exists(path));
+    assert_false(fx_file_exists(path));
     assert_false(tmp_exists(path));
     free_shard(&view);
     mg_run_snapshot_free(&full);
@@ -413,7 +391,7 @@ int main(int argc, char **argv)
     MPI_Comm_size(world, &n_ranks);
     const char *w = getenv("MG_WORK");
     snprintf(work_dir, sizeof work_dir, "%s", w && *w ? w : "/tmp/mg_test_runfile_mpi");
-    int made = my_rank == 0 ? mkdir_p(work_dir) : 0;
+    int made = my_rank == 0 ? fx_mkdir_p(work_dir) : 0;
     MPI_Bcast(&made, 1, MPI_INT, 0, world);
     if (made < 0) {
         fprintf(stderr, "%s: cannot create: %s\n", work_dir, strerror(errno));
