@@ -7,38 +7,102 @@
  *
  * All matrices row-major with leading dimension = row length. Column counts
  * that are not a multiple of the vector width fall back to plain loops.
- * The summation order is fixed (it depends on the sizes only), so results
- * are reproducible bit for bit within a build. `c += a * b` becomes one
- * fused multiply-add: the build sets -ffp-contract=fast (ISO C mode would
+ *
+ * Summation order: every output element is one chain of fused multiply-adds
+ * over the inner index in increasing order, starting from its value in C.
+ * How the outputs are grouped into register tiles does not change any
+ * element's chain, so the results are the same bits for every tiling (and
+ * every cell-tile size upstream); they depend on the sizes only. `c += a * b`
+ * becomes one FMA because the build sets -ffp-contract=fast (ISO C mode would
  * otherwise keep the multiply and the add apart, halving throughput). */
 #ifndef MORPHOGEN_NCA_GEMM_H
 #define MORPHOGEN_NCA_GEMM_H
 
-#include <string.h>
+#include <stddef.h>
 
-#include "real.h"
+#include "vec.h"
 
-typedef real vreal __attribute__((vector_size(64)));
-#define VLEN ((int)(64 / sizeof(real)))
+/* One register tile of R output rows x V vectors of columns:
+ *   C[r][v] += sum over t < T of A[r * ars + t * ats] * B[t * ldb][v]
+ * (C rows ldc apart). Both products are this with different strides: for
+ * gemm_nn an output row is a row of A (ars = K, ats = 1); for gemm_tn it is
+ * a column of A (ars = 1, ats = K). R x V accumulators stay in registers;
+ * per term the tile loads V vectors and broadcasts R scalars, so the
+ * shapes below keep 16..24 FMAs in flight per 8..10 loads. */
+#define MG_UNROLL _Pragma("GCC unroll 8")
+#define MG_GEMM_TILE(R, V)                                                                            \
+    static inline void gemm_tile_##R##x##V(int T, const real *restrict A, ptrdiff_t ars, ptrdiff_t ats, \
+                                           const real *restrict B, int ldb, real *restrict C, int ldc)   \
+    {                                                                                                 \
+        vreal c[R][V];                                                                                \
+        MG_UNROLL for (int r = 0; r < R; r++) MG_UNROLL for (int v = 0; v < V; v++) c[r][v] =         \
+            vload(C + (size_t)r * ldc + v * VLEN);                                                    \
+        for (int t = 0; t < T; t++) {                                                                 \
+            vreal b[V];                                                                               \
+            MG_UNROLL for (int v = 0; v < V; v++) b[v] = in_register(vload(B + (size_t)t * ldb + v * VLEN)); \
+            MG_UNROLL for (int r = 0; r < R; r++)                                                     \
+            {                                                                                         \
+                const vreal a = vsplat(A[r * ars + t * ats]);                                         \
+                MG_UNROLL for (int v = 0; v < V; v++) c[r][v] += a * b[v];                            \
+            }                                                                                         \
+        }                                                                                             \
+        MG_UNROLL for (int r = 0; r < R; r++) MG_UNROLL for (int v = 0; v < V; v++)                   \
+            vstore(C + (size_t)r * ldc + v * VLEN, c[r][v]);                                          \
+    }
 
-static inline vreal vload(const real *p)
+MG_GEMM_TILE(4, 6)
+MG_GEMM_TILE(4, 4)
+MG_GEMM_TILE(4, 3)
+MG_GEMM_TILE(8, 2)
+MG_GEMM_TILE(8, 1)
+MG_GEMM_TILE(1, 6)
+MG_GEMM_TILE(1, 4)
+MG_GEMM_TILE(1, 3)
+MG_GEMM_TILE(1, 2)
+MG_GEMM_TILE(1, 1)
+
+/* Output rows [0, rows) x columns [j, j + V vectors): full tiles of R rows,
+ * then single rows. Row i's A terms start at A + i * arow. */
+#define MG_GEMM_COLUMN_BLOCK(R, V)                                                                    \
+    static inline void gemm_block_##V(int rows, int T, int N, const real *restrict A, ptrdiff_t arow,  \
+                                      ptrdiff_t ats, const real *restrict B, real *restrict C, int j)  \
+    {                                                                                                 \
+        int i = 0;                                                                                    \
+        for (; i + R <= rows; i += R)                                                                 \
+            gemm_tile_##R##x##V(T, A + i * arow, arow, ats, B + j, N, C + (size_t)i * N + j, N);      \
+        for (; i < rows; i++)                                                                         \
+            gemm_tile_1x##V(T, A + i * arow, arow, ats, B + j, N, C + (size_t)i * N + j, N);          \
+    }
+
+MG_GEMM_COLUMN_BLOCK(4, 6)
+MG_GEMM_COLUMN_BLOCK(4, 4)
+MG_GEMM_COLUMN_BLOCK(4, 3)
+MG_GEMM_COLUMN_BLOCK(8, 2)
+MG_GEMM_COLUMN_BLOCK(8, 1)
+
+/* C[rows][N] += sum over t < T of A(i, t) B[t][N], N a multiple of VLEN:
+ * a row of exactly 6 vectors in one block (the 3C = 96 perception of 32
+ * channels), otherwise blocks of 4 vectors and a narrower last block. */
+static inline void gemm_rows(int rows, int T, int N, const real *restrict A, ptrdiff_t arow, ptrdiff_t ats,
+                             const real *restrict B, real *restrict C)
 {
-    vreal v;
-    memcpy(&v, p, sizeof v);
-    return v;
+    const int nv = N / VLEN;
+    if (nv == 6) {
+        gemm_block_6(rows, T, N, A, arow, ats, B, C, 0);
+        return;
+    }
+    int v = 0;
+    for (; v + 4 <= nv; v += 4)
+        gemm_block_4(rows, T, N, A, arow, ats, B, C, v * VLEN);
+    switch (nv - v) {
+    case 3: gemm_block_3(rows, T, N, A, arow, ats, B, C, v * VLEN); break;
+    case 2: gemm_block_2(rows, T, N, A, arow, ats, B, C, v * VLEN); break;
+    case 1: gemm_block_1(rows, T, N, A, arow, ats, B, C, v * VLEN); break;
+    default: break;
+    }
 }
 
-static inline void vstore(real *p, vreal v) { memcpy(p, &v, sizeof v); }
-
-/* A broadcast. x - 0 is an exact identity (unlike x + 0, which turns -0.0
- * into +0.0), so the compiler emits just the broadcast. */
-static inline vreal vsplat(real x)
-{
-    const vreal zero = {0};
-    return x - zero;
-}
-
-/* C[m][N] += A[m][K] B[K][N]: tiles of 4 rows x 2 vectors of columns. */
+/* C[m][N] += A[m][K] B[K][N]. */
 static inline void gemm_nn(int m, int K, int N, const real *restrict A, const real *restrict B, real *restrict C)
 {
     if (N % VLEN != 0) {
@@ -50,50 +114,10 @@ static inline void gemm_nn(int m, int K, int N, const real *restrict A, const re
             }
         return;
     }
-    int i = 0;
-    for (; i + 4 <= m; i += 4) {
-        int j = 0;
-        for (; j + 2 * VLEN <= N; j += 2 * VLEN) {
-            vreal c[4][2];
-            for (int r = 0; r < 4; r++)
-                for (int v = 0; v < 2; v++)
-                    c[r][v] = vload(C + (size_t)(i + r) * N + j + v * VLEN);
-            for (int k = 0; k < K; k++) {
-                const vreal b0 = vload(B + (size_t)k * N + j), b1 = vload(B + (size_t)k * N + j + VLEN);
-                for (int r = 0; r < 4; r++) {
-                    const vreal a = vsplat(A[(size_t)(i + r) * K + k]);
-                    c[r][0] += a * b0;
-                    c[r][1] += a * b1;
-                }
-            }
-            for (int r = 0; r < 4; r++)
-                for (int v = 0; v < 2; v++)
-                    vstore(C + (size_t)(i + r) * N + j + v * VLEN, c[r][v]);
-        }
-        for (; j < N; j += VLEN) {
-            vreal c[4];
-            for (int r = 0; r < 4; r++)
-                c[r] = vload(C + (size_t)(i + r) * N + j);
-            for (int k = 0; k < K; k++) {
-                const vreal b = vload(B + (size_t)k * N + j);
-                for (int r = 0; r < 4; r++)
-                    c[r] += vsplat(A[(size_t)(i + r) * K + k]) * b;
-            }
-            for (int r = 0; r < 4; r++)
-                vstore(C + (size_t)(i + r) * N + j, c[r]);
-        }
-    }
-    for (; i < m; i++)
-        for (int j = 0; j < N; j += VLEN) {
-            vreal c = vload(C + (size_t)i * N + j);
-            for (int k = 0; k < K; k++)
-                c += vsplat(A[(size_t)i * K + k]) * vload(B + (size_t)k * N + j);
-            vstore(C + (size_t)i * N + j, c);
-        }
+    gemm_rows(m, K, N, A, K, 1, B, C);
 }
 
-/* C[K][N] += sum over rows i of A[i][k] B[i][n]: tiles of 4 rows of C x 2
- * vectors, accumulated over all m rows of A and B. */
+/* C[K][N] += sum over rows i < m of A[i][k] B[i][n]. */
 static inline void gemm_tn(int m, int K, int N, const real *restrict A, const real *restrict B, real *restrict C)
 {
     if (N % VLEN != 0) {
@@ -105,46 +129,7 @@ static inline void gemm_tn(int m, int K, int N, const real *restrict A, const re
             }
         return;
     }
-    int k = 0;
-    for (; k + 4 <= K; k += 4) {
-        int j = 0;
-        for (; j + 2 * VLEN <= N; j += 2 * VLEN) {
-            vreal c[4][2];
-            for (int r = 0; r < 4; r++)
-                for (int v = 0; v < 2; v++)
-                    c[r][v] = vload(C + (size_t)(k + r) * N + j + v * VLEN);
-            for (int i = 0; i < m; i++) {
-                const vreal b0 = vload(B + (size_t)i * N + j), b1 = vload(B + (size_t)i * N + j + VLEN);
-                for (int r = 0; r < 4; r++) {
-                    const vreal a = vsplat(A[(size_t)i * K + k + r]);
-                    c[r][0] += a * b0;
-                    c[r][1] += a * b1;
-                }
-            }
-            for (int r = 0; r < 4; r++)
-                for (int v = 0; v < 2; v++)
-                    vstore(C + (size_t)(k + r) * N + j + v * VLEN, c[r][v]);
-        }
-        for (; j < N; j += VLEN) {
-            vreal c[4];
-            for (int r = 0; r < 4; r++)
-                c[r] = vload(C + (size_t)(k + r) * N + j);
-            for (int i = 0; i < m; i++) {
-                const vreal b = vload(B + (size_t)i * N + j);
-                for (int r = 0; r < 4; r++)
-                    c[r] += vsplat(A[(size_t)i * K + k + r]) * b;
-            }
-            for (int r = 0; r < 4; r++)
-                vstore(C + (size_t)(k + r) * N + j, c[r]);
-        }
-    }
-    for (; k < K; k++)
-        for (int j = 0; j < N; j += VLEN) {
-            vreal c = vload(C + (size_t)k * N + j);
-            for (int i = 0; i < m; i++)
-                c += vsplat(A[(size_t)i * K + k]) * vload(B + (size_t)i * N + j);
-            vstore(C + (size_t)k * N + j, c);
-        }
+    gemm_rows(K, m, N, A, 1, K, B, C);
 }
 
 #endif
