@@ -14,7 +14,13 @@
 #            alternate, so a change in machine load hits both
 #   THREADS  thread counts (default: 1 2)
 # Env: MORPHOGEN (default ./build/morphogen, built if missing), MG_PYTHON
-# (default /usr/bin/python3, needs h5py, numpy and torch).
+# (default /usr/bin/python3, needs h5py, numpy and torch), MG_BENCH_POOL:
+# "as-is" (default) or "all-alive", which sets alpha = 1 in every cell of
+# every pool sample before the runs: the worst case for morphogen, whose
+# work scales with the living cells while PyTorch's does not.
+# The description line reports the pool's alive fraction (cells whose 3x3
+# neighbourhood has alpha > 0.1, averaged over the pool) next to the
+# target's, so a reader can tell how grown the organisms were.
 #
 # Timing excludes I/O on both sides: for morphogen, the difference of
 # /metrics/wall_time between the last and the first new row (so iterations
@@ -44,20 +50,43 @@ fi
 
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
+pool_mode=${MG_BENCH_POOL:-as-is}
+case $pool_mode in
+  as-is | all-alive) ;;
+  *) echo "MG_BENCH_POOL=$pool_mode: must be as-is or all-alive" >&2; exit 2 ;;
+esac
 # Snapshot once: the source may be rewritten by a training still running.
 cp "$run" "$tmp/start.h5"
 
 # One-line description of the run, and the iteration it is at.
-read -r done_iter desc < <("$python" - "$tmp/start.h5" <<'EOF'
+read -r done_iter desc alive_desc < <("$python" - "$tmp/start.h5" "$pool_mode" <<'EOF'
 import sys
 import h5py
-f = h5py.File(sys.argv[1], "r")
+import numpy as np
+
+def alive_fraction(alpha):
+    """Mean fraction of cells whose 3x3 neighbourhood has alpha > 0.1."""
+    p = np.pad(alpha, [(0, 0)] * (alpha.ndim - 2) + [(1, 1), (1, 1)], constant_values=-np.inf)
+    h, w = alpha.shape[-2:]
+    m = np.max([p[..., dy:dy + h, dx:dx + w] for dy in range(3) for dx in range(3)], axis=0)
+    return float((m > 0.1).mean())
+
+f = h5py.File(sys.argv[1], "r+")
 c = f["config"].attrs
-s = f["checkpoint/pool/states"].shape
+states = f["checkpoint/pool/states"]
+if sys.argv[2] == "all-alive":
+    for i in range(states.shape[0]):
+        one = states[i]
+        one[..., 3] = 1.0
+        states[i] = one
+s = states.shape
+pool_alive = np.mean([alive_fraction(states[i, :, :, 3]) for i in range(0, s[0], max(1, s[0] // 64))])
+target_alive = alive_fraction(f["targets"][:, :, :, 3])
 print(int(f["checkpoint"].attrs["iteration"]),
       "%dx%d,C=%d,H=%d,B=%d,steps=%d..%d,fire=%g" % (s[1], s[2], c["model.channels"], c["model.hidden"],
                                                     c["train.batch"], c["train.steps_min"],
-                                                    c["train.steps_max"], c["model.fire_rate"]))
+                                                    c["train.steps_max"], c["model.fire_rate"]),
+      "pool %s, alive fraction %.2f (target %.2f)" % (sys.argv[2], pool_alive, target_alive))
 EOF
 )
 
@@ -87,7 +116,7 @@ EOF
 median() { tr ' ' '\n' | sort -g | awk '{v[NR]=$1} END {print (NR%2 ? v[(NR+1)/2] : (v[NR/2]+v[NR/2+1])/2)}'; }
 minmax() { tr ' ' '\n' | sort -g | awk 'NR==1{lo=$1} {hi=$1} END {printf "%.2f..%.2f", lo, hi}'; }
 
-echo "run $run at iteration $done_iter: $desc; $iters iterations per run (first untimed), $repeats round(s)"
+echo "run $run at iteration $done_iter: $desc; $alive_desc; $iters iterations per run (first untimed), $repeats round(s)"
 rows=()
 for t in "${threads[@]}"; do
   ms=() ts=() ratios=() mc=() tc=() mr=() tr=()

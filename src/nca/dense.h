@@ -12,7 +12,7 @@ static inline void dense_hidden(int n, int K, int H, const real *restrict p, con
 {
     for (int i = 0; i < n; i++)
         memcpy(z + (size_t)i * H, b1, sizeof(real) * H);
-    gemm_nn(n, K, H, p, w1, z);
+    gemm_nn(n, K, H, p, w1, z, MG_DENSE_TERMS);
 }
 
 static inline void relu(int count, const real *restrict z, real *restrict r)
@@ -27,7 +27,7 @@ static inline void dense_output(int n, int H, int C, const real *restrict z, con
 {
     relu(n * H, z, r);
     memset(u, 0, sizeof(real) * (size_t)n * C);
-    gemm_nn(n, H, C, r, w2, u);
+    gemm_nn(n, H, C, r, w2, u, MG_SKIP_ZERO_TERMS);
 }
 
 /* Backward of dense_hidden + dense_output for n cells, given p, z and
@@ -42,7 +42,7 @@ static inline void dense_backward(int n, int K, int H, int C, const real *restri
     relu(n * H, z, r);
     gemm_tn(n, H, C, r, gu, gw2);
     memset(gz, 0, sizeof(real) * (size_t)n * H);
-    gemm_nn(n, C, H, gu, w2t, gz);
+    gemm_nn(n, C, H, gu, w2t, gz, MG_DENSE_TERMS);
     for (int i = 0; i < n; i++) {
         real *restrict g = gz + (size_t)i * H;
         const real *restrict zi = z + (size_t)i * H;
@@ -53,7 +53,7 @@ static inline void dense_backward(int n, int K, int H, int C, const real *restri
     }
     gemm_tn(n, K, H, p, gz, gw1);
     memset(gp, 0, sizeof(real) * (size_t)n * K);
-    gemm_nn(n, H, K, gz, w1t, gp);
+    gemm_nn(n, H, K, gz, w1t, gp, MG_SKIP_ZERO_TERMS);
 }
 
 #endif
