@@ -18,5 +18,6 @@ size_t mg_nca_scratch_bytes(const mg_nca_dims *d)
     const size_t cells = (size_t)d->height * d->width, K = 3 * (size_t)d->channels;
     const size_t H = d->hidden, C = d->channels, tile = MG_NCA_TILE;
     size_t reals = cells + tile * K + tile * H + tile * C + tile * H + tile * K + tile * H + H * K + C * H;
-    return reals * 8 + cells * sizeof(int) + cells + 11 * 64;
+    reals += H * K;                                         /* gw1t */
+    return reals * 8 + cells * sizeof(int) + cells + 12 * 64;
 }

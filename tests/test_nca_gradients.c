@@ -105,7 +105,7 @@ static void test_dense_layers(void **state)
     (void)state;
     enum { NW = DK * DH + DH + DH * DC };
     double p[DN * DK], w[NW], q[DN * DC], z[DN * DH], r[DN * DH], gz[DN * DH], gp[DN * DK];
-    double w1t[DH * DK], w2t[DC * DH], g[NW] = {0}, fd[NW], fdp[DN * DK];
+    double w1t[DH * DK], w2t[DC * DH], gw1t[DH * DK] = {0}, g[NW] = {0}, fd[NW], fdp[DN * DK];
     for (int i = 0; i < DN * DK; i++)
         p[i] = fixture_uniform(3, (uint32_t)i, -1, 1);
     fixture_params(&DIMS, 4, w);
@@ -118,7 +118,10 @@ static void test_dense_layers(void **state)
             w2t[c * DH + h] = w[DK * DH + DH + h * DC + c];
     }
     dense_hidden(DN, DK, DH, p, w, w + DK * DH, z);
-    dense_backward(DN, DK, DH, DC, p, z, q, w1t, w2t, r, gz, gp, g, g + DK * DH, g + DK * DH + DH);
+    dense_backward(DN, DK, DH, DC, p, z, q, w1t, w2t, r, gz, gp, gw1t, g + DK * DH, g + DK * DH + DH);
+    for (int h = 0; h < DH; h++) /* the w1 gradient comes transposed */
+        for (int k = 0; k < DK; k++)
+            g[k * DH + h] = gw1t[h * DK + k];
     for (int i = 0; i < NW; i++) {
         const double keep = w[i];
         w[i] = keep + FD_H;

@@ -31,16 +31,17 @@ static inline void dense_output(int n, int H, int C, const real *restrict z, con
 }
 
 /* Backward of dense_hidden + dense_output for n cells, given p, z and
- * gu = dL/du [n][C]. Adds into gw1 [K][H], gb1 [H] and gw2 [H][C]; writes
- * gp = dL/dp [n][K]. w1t [H][K] and w2t [C][H] are the transposed weights;
- * r and gz [n][H] are scratch. */
+ * gu = dL/du [n][C]. Adds into gw1t [H][K] (the w1 gradient, transposed:
+ * a unit's row is contiguous), gb1 [H] and gw2 [H][C]; writes gp = dL/dp
+ * [n][K]. w1t [H][K] and w2t [C][H] are the transposed weights; r and gz
+ * [n][H] are scratch. */
 static inline void dense_backward(int n, int K, int H, int C, const real *restrict p, const real *restrict z,
                                   const real *restrict gu, const real *restrict w1t, const real *restrict w2t,
-                                  real *restrict r, real *restrict gz, real *restrict gp, real *restrict gw1,
+                                  real *restrict r, real *restrict gz, real *restrict gp, real *restrict gw1t,
                                   real *restrict gb1, real *restrict gw2)
 {
     relu(n * H, z, r);
-    gemm_tn(n, H, C, r, gu, gw2);
+    gemm_tn(n, H, C, r, gu, gw2, MG_SKIP_ZERO_TERMS);
     memset(gz, 0, sizeof(real) * (size_t)n * H);
     gemm_nn(n, C, H, gu, w2t, gz, MG_DENSE_TERMS);
     for (int i = 0; i < n; i++) {
@@ -51,7 +52,7 @@ static inline void dense_backward(int n, int K, int H, int C, const real *restri
             gb1[h] += g[h];
         }
     }
-    gemm_tn(n, K, H, p, gz, gw1);
+    gemm_tn(n, H, K, gz, p, gw1t, MG_SKIP_ZERO_TERMS);
     memset(gp, 0, sizeof(real) * (size_t)n * K);
     gemm_nn(n, H, K, gz, w1t, gp, MG_SKIP_ZERO_TERMS);
 }

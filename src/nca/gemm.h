@@ -82,10 +82,14 @@ MG_GEMM_TILE(1, 1)
  * cells (adjacent rows of a tile) tend to share them. */
 enum { MG_DENSE_TERMS = 0, MG_SKIP_ZERO_TERMS = 1 };
 
-/* The terms t < T at which some of the R rows A + r * lda (r < R) is
- * nonzero (NaN counts as nonzero, so it still propagates), in increasing
- * order; returns how many. With AVX-512 floats, 16 terms per compare and
- * one compress-store; otherwise a branch-free scalar append. */
+/* The terms t < T at which some of a tile's R rows of A is nonzero (NaN
+ * counts as nonzero, so it still propagates), in increasing order; returns
+ * how many. Two layouts: a tile of gemm_nn reads R rows of A, each
+ * contiguous in t (A + r * lda + t); a tile of gemm_tn reads, per term t,
+ * R contiguous values (A + t * lda + r).
+ *
+ * Rows: with AVX-512 floats, 16 terms per compare and one compress-store;
+ * otherwise a branch-free scalar append. */
 static inline int gemm_live_terms(int R, int T, const real *restrict A, ptrdiff_t lda, int *restrict terms)
 {
     int n = 0, t = 0;
@@ -109,10 +113,23 @@ static inline int gemm_live_terms(int R, int T, const real *restrict A, ptrdiff_
     return n;
 }
 
+static inline int gemm_live_terms_t(int R, int T, const real *restrict A, ptrdiff_t lda, int *restrict terms)
+{
+    int n = 0;
+    for (int t = 0; t < T; t++) {
+        int live = 0;
+        for (int r = 0; r < R; r++)
+            live |= A[t * lda + r] != 0;
+        terms[n] = t;
+        n += live;
+    }
+    return n;
+}
+
 /* Output rows [0, rows) x columns [j, j + V vectors): full tiles of R rows,
  * then single rows. Row i's A terms start at A + i * arow. Dense: every
- * tile takes all_terms (0..T-1). Skipping (only where A's terms are
- * contiguous, ats = 1): each tile takes its own live terms. */
+ * tile takes all_terms (0..T-1). Skipping: each tile takes its own live
+ * terms (ats = 1: gemm_nn's layout; otherwise arow = 1: gemm_tn's). */
 #define MG_GEMM_COLUMN_BLOCK(R, V)                                                                    \
     static inline void gemm_block_##V(int rows, int T, int N, const real *restrict A, ptrdiff_t arow,  \
                                       ptrdiff_t ats, const real *restrict B, real *restrict C, int j,  \
@@ -120,12 +137,16 @@ static inline int gemm_live_terms(int R, int T, const real *restrict A, ptrdiff_
     {                                                                                                 \
         int i = 0;                                                                                    \
         for (; i + R <= rows; i += R) {                                                               \
-            const int n = live ? gemm_live_terms(R, T, A + i * arow, arow, live) : T;                 \
+            const int n = !live ? T                                                                   \
+                          : ats == 1 ? gemm_live_terms(R, T, A + i * arow, arow, live)                \
+                                     : gemm_live_terms_t(R, T, A + i * arow, ats, live);              \
             gemm_tile_##R##x##V(live ? live : all_terms, n, A + i * arow, arow, ats, B + j, N,         \
                                 C + (size_t)i * N + j, N);                                            \
         }                                                                                             \
         for (; i < rows; i++) {                                                                       \
-            const int n = live ? gemm_live_terms(1, T, A + i * arow, arow, live) : T;                 \
+            const int n = !live ? T                                                                   \
+                          : ats == 1 ? gemm_live_terms(1, T, A + i * arow, arow, live)                \
+                                     : gemm_live_terms_t(1, T, A + i * arow, ats, live);              \
             gemm_tile_1x##V(live ? live : all_terms, n, A + i * arow, arow, ats, B + j, N,            \
                             C + (size_t)i * N + j, N);                                                \
         }                                                                                             \
@@ -181,20 +202,23 @@ static inline void gemm_nn(int m, int K, int N, const real *restrict A, const re
     gemm_rows(m, K, N, A, K, 1, B, C, skip);
 }
 
-/* C[K][N] += sum over rows i < m of A[i][k] B[i][n] (all terms: a tile's
- * terms are cells, whose zeros do not line up). */
-static inline void gemm_tn(int m, int K, int N, const real *restrict A, const real *restrict B, real *restrict C)
+/* C[K][N] += sum over rows i < m of A[i][k] B[i][n]; skip as for gemm_nn
+ * (a tile skips the cells where all its R columns of A are zero). */
+static inline void gemm_tn(int m, int K, int N, const real *restrict A, const real *restrict B, real *restrict C,
+                           int skip)
 {
     if (N % VLEN != 0) {
         for (int i = 0; i < m; i++)
             for (int k = 0; k < K; k++) {
                 const real a = A[(size_t)i * K + k];
+                if (skip && a == 0)
+                    continue;
                 for (int j = 0; j < N; j++)
                     C[(size_t)k * N + j] += a * B[(size_t)i * N + j];
             }
         return;
     }
-    gemm_rows(K, m, N, A, 1, K, B, C, MG_DENSE_TERMS);
+    gemm_rows(K, m, N, A, 1, K, B, C, skip);
 }
 
 #endif

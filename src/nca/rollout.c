@@ -6,6 +6,7 @@
 #include "morphogen/nca.h"
 #include "morphogen/rng.h"
 #include "real.h"
+#include "step_backward.h"
 
 struct mg_tape {
     mg_nca_dims d;
@@ -154,6 +155,7 @@ void MG_FN(mg_rollout_backward)(mg_tape *t, const mg_step_rules *r, const mg_rol
     const size_t n = state_len(&t->d), cells = (size_t)mg_cells(&t->d);
     real *g = t->grad_a, *g_prev = t->grad_b;
     memcpy(g, g_final, sizeof(real) * n);
+    MG_FN(mg_step_backward_begin)(&t->d, params, g_params, t->scratch);
     if (t->steps > 0) {
         const int last_segment = (t->steps - 1) / t->every;
         for (int j = last_segment; j >= 0; j--) {
@@ -168,14 +170,15 @@ void MG_FN(mg_rollout_backward)(mg_tape *t, const mg_step_rules *r, const mg_rol
             }
             for (int step = end - 1; step >= first; step--) {
                 fire_mask(t, r, key, step);
-                MG_FN(mg_step_backward)(&t->d, r, params, t->segment + (size_t)(step - first) * n, t->fire,
-                                        t->alive + (size_t)step * cells, g, g_prev, g_params, t->scratch);
+                MG_FN(mg_step_backward_run)(&t->d, r, params, t->segment + (size_t)(step - first) * n, t->fire,
+                                            t->alive + (size_t)step * cells, g, g_prev, g_params, t->scratch);
                 real *swap = g;
                 g = g_prev;
                 g_prev = swap;
             }
         }
     }
+    MG_FN(mg_step_backward_end)(&t->d, g_params, t->scratch);
     if (g_s0)
         memcpy(g_s0, g, sizeof(real) * n);
 }

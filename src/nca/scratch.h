@@ -24,6 +24,7 @@ typedef struct step_scratch {
     real *r;              /* [MG_TILE][H]  activations relu(z) */
     real *w1t;            /* [H][3C] transposed w1 */
     real *w2t;            /* [C][H]  transposed w2 */
+    real *gw1t;           /* [H][K]  the w1 gradient, transposed (step_backward.h) */
 } step_scratch;
 
 static inline step_scratch carve_scratch(const mg_nca_dims *d, void *base)
@@ -46,6 +47,7 @@ static inline step_scratch carve_scratch(const mg_nca_dims *d, void *base)
     TAKE(s.r, real, MG_TILE * H);
     TAKE(s.w1t, real, H * K);
     TAKE(s.w2t, real, C * H);
+    TAKE(s.gw1t, real, H * K);
     TAKE(s.active, int, cells);
     TAKE(s.pre, unsigned char, cells);
 #undef TAKE
