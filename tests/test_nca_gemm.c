@@ -1,6 +1,7 @@
 /* The float GEMM kernels of the training build (src/nca/gemm.h): every
  * register-tile shape and remainder path against a plain triple loop with
- * the same per-element summation order (so equality is exact, bit for bit),
+ * the same per-element summation order and the same multiply-adds (so
+ * equality is exact, bit for bit),
  * and the zero-term skipping against the dense kernel: it must give the
  * same bits, including when whole rows, isolated terms or NaNs are present
  * (a NaN term must never be skipped). */
@@ -30,14 +31,27 @@ static void fill(float *x, int n, uint32_t seed, int zero_percent)
     }
 }
 
-/* The reference: C[i][j] = fma chain over k in increasing order. */
+/* One multiply-add as the kernels do it: fused where the target has FMA
+ * (the build contracts `c += a * b` with -ffp-contract=fast), a rounded
+ * multiply then a rounded add where it has not (the portable build). */
+static float madd(float a, float b, float c)
+{
+#if defined(__FMA__)
+    return fmaf(a, b, c);
+#else
+    volatile float product = a * b; /* keep the product rounded on its own */
+    return c + product;
+#endif
+}
+
+/* The reference: C[i][j] = multiply-add chain over k in increasing order. */
 static void ref_nn(int m, int K, int N, const float *A, const float *B, float *C)
 {
     for (int i = 0; i < m; i++)
         for (int j = 0; j < N; j++) {
             float c = C[i * N + j];
             for (int k = 0; k < K; k++)
-                c = fmaf(A[i * K + k], B[k * N + j], c);
+                c = madd(A[i * K + k], B[k * N + j], c);
             C[i * N + j] = c;
         }
 }
@@ -48,7 +62,7 @@ static void ref_tn(int m, int K, int N, const float *A, const float *B, float *C
         for (int j = 0; j < N; j++) {
             float c = C[k * N + j];
             for (int i = 0; i < m; i++)
-                c = fmaf(A[i * K + k], B[i * N + j], c);
+                c = madd(A[i * K + k], B[i * N + j], c);
             C[k * N + j] = c;
         }
 }

@@ -8,8 +8,9 @@
  * All matrices row-major with leading dimension = row length. Column counts
  * that are not a multiple of the vector width fall back to plain loops.
  *
- * Summation order: every output element is one chain of fused multiply-adds
- * over the inner index in increasing order, starting from its value in C.
+ * Summation order: every output element is one chain of multiply-adds
+ * (fused where the target has FMA) over the inner index in increasing
+ * order, starting from its value in C.
  * How the outputs are grouped into register tiles does not change any
  * element's chain, so the results are the same bits for every tiling (and
  * every cell-tile size upstream); they depend on the sizes only. `c += a * b`
