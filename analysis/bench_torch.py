@@ -5,7 +5,7 @@ every cell of every sample densely, as a PyTorch user would write it, while
 morphogen skips cells that neither fire nor live.
 
     bench_torch.py RUN.h5 --iterations N [--threads T] [--warmup W] [--verbose]
-        [--philox-fire] [--dense onednn|native]
+        [--philox-fire] [--dense onednn|native] [--device cpu|cuda] [--compile]
 
 Starts from a morphogen run file: config, targets, weights, Adam moments and
 step, and the sample pool of its last checkpoint, so both implementations
@@ -37,7 +37,13 @@ slower than the oneDNN path. PyTorch 1.13 picks oneDNN when the batch has at
 least 16 images or more than one thread is used; `--dense onednn` (default)
 therefore applies the per-cell dense layers to the batch viewed as B*H images
 of one row each (channels-last memory, so this is a view, and a per-cell layer
-cannot tell the difference). `--dense native` uses the plain layout."""
+cannot tell the difference). `--dense native` uses the plain layout.
+
+GPU (jobs/device_check.sh): `--device cuda` keeps the pool, weights and
+every step on the GPU, synchronises before reading the clock, and adds
+`peak_gpu_mib=` (torch.cuda.max_memory_allocated) to the line; `--compile`
+runs the CA step through torch.compile. The CPU path and its output are
+unchanged by these options' defaults."""
 
 import argparse
 import os
@@ -142,18 +148,18 @@ class Model:
     to that order (a fixed permutation changes neither the per-tensor gradient
     norm nor Adam, which is element-wise)."""
 
-    def __init__(self, torch, rec, w1, b1, w2, dense):
+    def __init__(self, torch, rec, w1, b1, w2, dense, device="cpu"):
         import torch.nn.functional as F
-        self.torch, self.F, self.rec, self.dense = torch, F, rec, dense
+        self.torch, self.F, self.rec, self.dense, self.device = torch, F, rec, dense, device
         c = rec.channels
         self.perm = np.concatenate([np.arange(c), np.stack([c + np.arange(c), 2 * c + np.arange(c)], 1).ravel()])
-        self.w1 = torch.tensor(np.ascontiguousarray(w1[self.perm].T), dtype=torch.float32,
+        self.w1 = torch.tensor(np.ascontiguousarray(w1[self.perm].T), dtype=torch.float32, device=device,
                                requires_grad=True)                       # [H][3C]
-        self.b1 = torch.tensor(b1, dtype=torch.float32, requires_grad=True)  # [H]
-        self.w2 = torch.tensor(np.ascontiguousarray(w2.T), dtype=torch.float32,
+        self.b1 = torch.tensor(b1, dtype=torch.float32, device=device, requires_grad=True)  # [H]
+        self.w2 = torch.tensor(np.ascontiguousarray(w2.T), dtype=torch.float32, device=device,
                                requires_grad=True)                       # [C][H]
         k = np.stack([SOBEL_X, SOBEL_Y])[None].repeat(c, 0).reshape(2 * c, 1, 3, 3)
-        self.sobel = torch.tensor(k, dtype=torch.float32)
+        self.sobel = torch.tensor(k, dtype=torch.float32, device=device)
 
     def params(self):
         return [self.w1, self.b1, self.w2]
@@ -164,7 +170,7 @@ class Model:
             a = a[self.perm].T
         elif name == "w2":
             a = a.T
-        return self.torch.tensor(np.ascontiguousarray(a), dtype=self.torch.float32)
+        return self.torch.tensor(np.ascontiguousarray(a), dtype=self.torch.float32, device=self.device)
 
     def alive(self, s):
         """max alpha over the 3x3 neighbourhood > threshold; max_pool2d pads with
@@ -201,8 +207,8 @@ def per_sample_loss(s, target):
 
 
 class Trainer:
-    def __init__(self, torch, path, dense, philox_fire):
-        self.torch = torch
+    def __init__(self, torch, path, dense, philox_fire, device="cpu", compile_step=False):
+        self.torch, self.device = torch, device
         with open_run(path) as f:
             self.rec = rec = Recipe(run_config(f), path)
             targets = np.asarray(dataset(f, "targets", path, ndim=4)[()], dtype=np.float32)
@@ -226,8 +232,11 @@ class Trainer:
         if n != rec.pool_size or c != rec.channels:
             raise MgError("%s: pool is [%d][..][..][%d], config says pool_size %d, channels %d"
                           % (path, n, c, rec.pool_size, rec.channels))
-        self.targets = torch.from_numpy(targets).permute(0, 3, 1, 2)  # [T][4][H][W]
-        self.model = Model(torch, rec, p["w1"], p["b1"], p["w2"], dense)
+        if device != "cpu":
+            self.pool = self.pool.to(device)
+        self.targets = torch.from_numpy(targets).to(device).permute(0, 3, 1, 2)  # [T][4][H][W]
+        self.model = Model(torch, rec, p["w1"], p["b1"], p["w2"], dense, device)
+        self.step_fn = torch.compile(self.model.step) if compile_step else self.model.step
         sx = rec.seed_x if rec.seed_x >= 0 else self.width // 2
         sy = rec.seed_y if rec.seed_y >= 0 else self.height // 2
         self.seed_cell = (sy, sx)
@@ -250,9 +259,11 @@ class Trainer:
             if self.philox_threshold >= 1 << 24:
                 return None
             m = fire_masks(rec.seed, iteration, samples, t, self.philox_threshold, self.height, self.width)
-            return torch.from_numpy(m[:, None].astype(np.float32))
+            return torch.from_numpy(m[:, None].astype(np.float32)).to(self.device)
         if rec.fire_rate >= 1.0:
             return None
+        if self.device != "cpu":
+            return (torch.rand(b, 1, self.height, self.width, device=self.device) < rec.fire_rate).to(torch.float32)
         return (torch.rand(b, 1, self.height, self.width) < rec.fire_rate).to(torch.float32)
 
     def train_one(self):
@@ -277,12 +288,14 @@ class Trainer:
             elif r >= rec.batch - rec.damage:
                 cx, cy, rad = rec.damage_disc(it, idx[j])
                 hole = (xs - cx) ** 2 + (ys - cy) ** 2 < rad * rad
+                if self.device != "cpu":
+                    hole = hole.to(self.device)
                 batch[j, :, hole] = 0
         steps = rec.rollout_steps(it)
         pin = self.seed_cell if rec.pin else None
         s = batch
         for t in range(steps):
-            s = model.step(s, self.fire(it, idx, t, rec.batch), pin)
+            s = self.step_fn(s, self.fire(it, idx, t, rec.batch), pin)
         losses = per_sample_loss(s, target)
         loss = losses.mean()
         self.opt.zero_grad(set_to_none=True)
@@ -315,6 +328,9 @@ def main():
     ap.add_argument("--philox-fire", action="store_true",
                     help="morphogen's exact fire masks (slow; for checking the recipe, not for timing)")
     ap.add_argument("--verbose", action="store_true", help="one line per iteration on stderr")
+    ap.add_argument("--device", choices=["cpu", "cuda"], default="cpu",
+                    help="where tensors live and the iteration runs (default cpu)")
+    ap.add_argument("--compile", action="store_true", help="run the CA step through torch.compile")
     args = ap.parse_args()
     if args.iterations < 1 or args.warmup < 0 or args.threads < 1:
         raise MgError("--iterations must be >= 1, --warmup >= 0, --threads >= 1")
@@ -325,14 +341,23 @@ def main():
     # Before any parallel work, or torch refuses to change the inter-op pool.
     torch.set_num_interop_threads(1)
     torch.set_num_threads(args.threads)
-    trainer = Trainer(torch, args.run, args.dense, args.philox_fire)
+    if args.device == "cuda" and not torch.cuda.is_available():
+        raise MgError("torch: --device cuda, but torch.cuda.is_available() is False (torch %s)" % torch.__version__)
+    if args.compile and not hasattr(torch, "compile"):
+        raise MgError("torch: --compile needs torch.compile (torch >= 2.0; this is %s)" % torch.__version__)
+    gpu = args.device == "cuda"
+    trainer = Trainer(torch, args.run, args.dense, args.philox_fire, args.device, args.compile)
     rec = trainer.rec
     cells = trainer.height * trainer.width
     elapsed = 0.0
     cell_steps = 0
     for i in range(args.warmup + args.iterations):
+        if gpu:
+            torch.cuda.synchronize()
         t0 = time.perf_counter()
         loss, steps = trainer.train_one()
+        if gpu:
+            torch.cuda.synchronize()
         dt = time.perf_counter() - t0
         timed = i >= args.warmup
         if timed:
@@ -342,8 +367,9 @@ def main():
             print("torch: iteration %d loss %.6e steps %d %.3f s%s"
                   % (trainer.iteration, loss, steps, dt, "" if timed else " (warm-up)"), file=sys.stderr)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # KiB on Linux
-    print("torch: s_per_iter=%.6f cell_steps_per_s=%.6g peak_rss_mib=%.1f"
-          % (elapsed / args.iterations, cell_steps / elapsed, peak))
+    extra = " peak_gpu_mib=%.1f" % (torch.cuda.max_memory_allocated() / 1048576.0) if gpu else ""
+    print("torch: s_per_iter=%.6f cell_steps_per_s=%.6g peak_rss_mib=%.1f%s"
+          % (elapsed / args.iterations, cell_steps / elapsed, peak, extra))
     return 0
 
 
