@@ -96,7 +96,7 @@ static void test_nn_and_tn_match_reference_bitwise(void **state)
                 gemm_nn(m, K, N, A, B, C1, MG_DENSE_TERMS);
                 assert_memory_equal(C0, C1, sizeof(float) * m * N);
                 ref_tn(m, K, N, A, Bt, G0);
-                gemm_tn(m, K, N, A, Bt, G1, MG_DENSE_TERMS);
+                gemm_tn(m, K, N, A, Bt, G1);
                 assert_memory_equal(G0, G1, sizeof(float) * K * N);
                 free(A), free(B), free(Bt), free(C0), free(C1), free(G0), free(G1);
             }
@@ -119,17 +119,7 @@ static void test_skipping_zero_terms_gives_the_dense_bits(void **state)
                 gemm_nn(m, K, N, A, B, Cd, MG_DENSE_TERMS);
                 gemm_nn(m, K, N, A, B, Cs, MG_SKIP_ZERO_TERMS);
                 assert_memory_equal(Cd, Cs, sizeof(float) * m * N);
-                /* gemm_tn: A [m][K] as cells x units, output [K][N]; its
-                 * tiles skip the cells where all their columns are zero. */
-                float *Bt = malloc(sizeof(float) * m * N), *Gd = malloc(sizeof(float) * K * N);
-                float *Gs = malloc(sizeof(float) * K * N);
-                fill(Bt, m * N, 10 + c, 0);
-                fill(Gd, K * N, 11, 0);
-                memcpy(Gs, Gd, sizeof(float) * K * N);
-                gemm_tn(m, K, N, A, Bt, Gd, MG_DENSE_TERMS);
-                gemm_tn(m, K, N, A, Bt, Gs, MG_SKIP_ZERO_TERMS);
-                assert_memory_equal(Gd, Gs, sizeof(float) * K * N);
-                free(A), free(B), free(Cd), free(Cs), free(Bt), free(Gd), free(Gs);
+                free(A), free(B), free(Cd), free(Cs);
             }
 }
 
@@ -146,16 +136,6 @@ static void test_skipping_keeps_nan_terms(void **state)
     gemm_nn(M, K, N, A, B, C, MG_SKIP_ZERO_TERMS);
     for (int i = 0; i < M * N; i++)
         assert_true(isnan(C[i]));
-    /* gemm_tn: one NaN per column of A reaches every element of its row. */
-    static float G[K * N], Bt[M * N];
-    fill(Bt, M * N, 12, 0);
-    memset(A, 0, sizeof A);
-    for (int k = 0; k < K; k++)
-        A[((5 * k + 3) % M) * K + k] = NAN;
-    memset(G, 0, sizeof G);
-    gemm_tn(M, K, N, A, Bt, G, MG_SKIP_ZERO_TERMS);
-    for (int i = 0; i < K * N; i++)
-        assert_true(isnan(G[i]));
 }
 
 int main(void)

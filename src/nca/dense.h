@@ -41,7 +41,7 @@ static inline void dense_backward(int n, int K, int H, int C, const real *restri
                                   real *restrict gb1, real *restrict gw2)
 {
     relu(n * H, z, r);
-    gemm_tn(n, H, C, r, gu, gw2, MG_SKIP_ZERO_TERMS);
+    gemm_tn(n, H, C, r, gu, gw2);
     memset(gz, 0, sizeof(real) * (size_t)n * H);
     gemm_nn(n, C, H, gu, w2t, gz, MG_DENSE_TERMS);
     for (int i = 0; i < n; i++) {
@@ -52,7 +52,7 @@ static inline void dense_backward(int n, int K, int H, int C, const real *restri
             gb1[h] += g[h];
         }
     }
-    gemm_tn(n, H, K, gz, p, gw1t, MG_SKIP_ZERO_TERMS);
+    gemm_tn(n, H, K, gz, p, gw1t);
     memset(gp, 0, sizeof(real) * (size_t)n * K);
     gemm_nn(n, H, K, gz, w1t, gp, MG_SKIP_ZERO_TERMS);
 }

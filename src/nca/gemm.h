@@ -83,33 +83,27 @@ MG_GEMM_TILE(1, 1)
  * cells (adjacent rows of a tile) tend to share them. */
 enum { MG_DENSE_TERMS = 0, MG_SKIP_ZERO_TERMS = 1 };
 
-/* The terms t < T at which some of a tile's R rows of A is nonzero (NaN
- * counts as nonzero, so it still propagates), in increasing order; returns
- * how many. Row r's term t is A[r * ars + t * ats]: a tile of gemm_nn reads
- * R rows each contiguous in t (ats = 1), a tile of gemm_tn R contiguous
- * values per term (ars = 1). Contiguous rows of floats on AVX-512: 16
- * terms per compare and one compress-store; otherwise a branch-free
- * scalar append. */
-static inline int gemm_live_terms(int R, int T, const real *restrict A, ptrdiff_t ars, ptrdiff_t ats,
-                                  int *restrict terms)
+/* The terms t < T at which some of the R rows A + r * lda (r < R) is
+ * nonzero (NaN counts as nonzero, so it still propagates), in increasing
+ * order; returns how many. With AVX-512 floats, 16 terms per compare and
+ * one compress-store; otherwise a branch-free scalar append. */
+static inline int gemm_live_terms(int R, int T, const real *restrict A, ptrdiff_t lda, int *restrict terms)
 {
     int n = 0, t = 0;
 #if defined(__AVX512F__) && defined(MG_PRECISION_F32)
-    if (ats == 1) {
-        const __m512i iota = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
-        for (; t + 16 <= T; t += 16) {
-            __mmask16 live = 0;
-            for (int r = 0; r < R; r++)
-                live |= _mm512_cmp_ps_mask(_mm512_loadu_ps(A + r * ars + t), _mm512_setzero_ps(), _CMP_NEQ_UQ);
-            _mm512_mask_compressstoreu_epi32(terms + n, live, _mm512_add_epi32(_mm512_set1_epi32(t), iota));
-            n += __builtin_popcount(live);
-        }
+    const __m512i iota = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+    for (; t + 16 <= T; t += 16) {
+        __mmask16 live = 0;
+        for (int r = 0; r < R; r++)
+            live |= _mm512_cmp_ps_mask(_mm512_loadu_ps(A + r * lda + t), _mm512_setzero_ps(), _CMP_NEQ_UQ);
+        _mm512_mask_compressstoreu_epi32(terms + n, live, _mm512_add_epi32(_mm512_set1_epi32(t), iota));
+        n += __builtin_popcount(live);
     }
 #endif
     for (; t < T; t++) {
         int live = 0;
         for (int r = 0; r < R; r++)
-            live |= A[r * ars + t * ats] != 0;
+            live |= A[r * lda + t] != 0;
         terms[n] = t;
         n += live;
     }
@@ -118,7 +112,8 @@ static inline int gemm_live_terms(int R, int T, const real *restrict A, ptrdiff_
 
 /* Output rows [0, rows) x columns [j, j + V vectors): full tiles of R rows,
  * then single rows. Row i's A terms start at A + i * arow. Dense: every
- * tile takes all_terms (0..T-1); skipping: each tile its own live terms. */
+ * tile takes all_terms (0..T-1). Skipping (only where A's terms are
+ * contiguous, ats = 1): each tile takes its own live terms. */
 #define MG_GEMM_COLUMN_BLOCK(R, V)                                                                    \
     static inline void gemm_block_##V(int rows, int T, int N, const real *restrict A, ptrdiff_t arow,  \
                                       ptrdiff_t ats, const real *restrict B, real *restrict C, int j,  \
@@ -126,12 +121,12 @@ static inline int gemm_live_terms(int R, int T, const real *restrict A, ptrdiff_
     {                                                                                                 \
         int i = 0;                                                                                    \
         for (; i + R <= rows; i += R) {                                                               \
-            const int n = live ? gemm_live_terms(R, T, A + i * arow, arow, ats, live) : T;           \
+            const int n = live ? gemm_live_terms(R, T, A + i * arow, arow, live) : T;                 \
             gemm_tile_##R##x##V(live ? live : all_terms, n, A + i * arow, arow, ats, B + j, N,         \
                                 C + (size_t)i * N + j, N);                                            \
         }                                                                                             \
         for (; i < rows; i++) {                                                                       \
-            const int n = live ? gemm_live_terms(1, T, A + i * arow, arow, ats, live) : T;           \
+            const int n = live ? gemm_live_terms(1, T, A + i * arow, arow, live) : T;                 \
             gemm_tile_1x##V(live ? live : all_terms, n, A + i * arow, arow, ats, B + j, N,            \
                             C + (size_t)i * N + j, N);                                                \
         }                                                                                             \
@@ -187,23 +182,20 @@ static inline void gemm_nn(int m, int K, int N, const real *restrict A, const re
     gemm_rows(m, K, N, A, K, 1, B, C, skip);
 }
 
-/* C[K][N] += sum over rows i < m of A[i][k] B[i][n]; skip as for gemm_nn
- * (a tile skips the cells where all its R columns of A are zero). */
-static inline void gemm_tn(int m, int K, int N, const real *restrict A, const real *restrict B, real *restrict C,
-                           int skip)
+/* C[K][N] += sum over rows i < m of A[i][k] B[i][n] (all terms: a tile's
+ * terms are cells, whose zeros do not line up). */
+static inline void gemm_tn(int m, int K, int N, const real *restrict A, const real *restrict B, real *restrict C)
 {
     if (N % VLEN != 0) {
         for (int i = 0; i < m; i++)
             for (int k = 0; k < K; k++) {
                 const real a = A[(size_t)i * K + k];
-                if (skip && a == 0)
-                    continue;
                 for (int j = 0; j < N; j++)
                     C[(size_t)k * N + j] += a * B[(size_t)i * N + j];
             }
         return;
     }
-    gemm_rows(K, m, N, A, 1, K, B, C, skip);
+    gemm_rows(K, m, N, A, 1, K, B, C, MG_DENSE_TERMS);
 }
 
 #endif
