@@ -1,0 +1,241 @@
+#!/usr/bin/env bash
+# The device check: ONE command for a machine with an NVIDIA GPU. It
+#   1. configures and builds morphogen with the CUDA backend (sm_90), or uses
+#      a prebuilt bundle (jobs/device_bundle.sh) when the build cannot run here;
+#   2. runs the GPU tests (ctest -L gpu: CPU/GPU parity, determinism, fire
+#      masks) and the cuda command-line test;
+#   3. benchmarks one training iteration at the Distill config (batch 8,
+#      72x72, C=16, H=128, 64..96 steps): morphogen's cuda backend against the
+#      same recipe in PyTorch (analysis/bench_torch.py --device cuda) eager and
+#      torch.compile, interleaved, from the same grown run file;
+#   4. measures forward+backward cell-steps/s at a large config (256x256,
+#      C=32, H=128, batch 8, every cell alive);
+# and prints a short table (also written to $OUT/device_check.md when $OUT is
+# set). Each stage has a time limit; the whole check stays under 5 minutes.
+# Whatever cannot run (no torch, no h5py, no torch.compile, a failed build)
+# is skipped and named in the table.
+#
+# Usage: bash jobs/device_check.sh
+# Env: MG_DEVICE_BUNDLE=DIR  use DIR/morphogen, DIR/test_cuda_parity, DIR/lib
+#                            (from jobs/device_bundle.sh) instead of building
+#      MG_PYTHON             Python with torch (default python3)
+#      MG_GROW_ITERS         training iterations that grow the pool (default 300)
+#      MG_BENCH_ITERS        timed iterations per round (default 6)
+set -uo pipefail
+# A relative bundle path is relative to where the user stands: resolve it
+# before moving to the repository root.
+bundle=""
+if [ -n "${MG_DEVICE_BUNDLE:-}" ]; then
+    bundle=$(cd "$MG_DEVICE_BUNDLE" 2>/dev/null && pwd) ||
+        { echo "device_check: MG_DEVICE_BUNDLE=$MG_DEVICE_BUNDLE: no such directory" >&2; exit 1; }
+fi
+cd "$(dirname "$0")/.."
+root=$PWD
+t0=$SECONDS
+python=${MG_PYTHON:-python3}
+grow_iters=${MG_GROW_ITERS:-300}
+iters=${MG_BENCH_ITERS:-6}
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+rows=()
+row() { rows+=("| $1 | $2 | $3 |"); echo "device_check: $1: $2 ${3:+($3)}"; }
+elapsed() { echo $((SECONDS - t0)); }
+# lim N: N seconds, or what is left of the 270-second budget if that is less.
+lim() { local left=$((270 - SECONDS + t0)); [ "$1" -lt "$left" ] && echo "$1" || echo $((left > 1 ? left : 1)); }
+# tmo N CMD...: CMD under lim N. Every command that could block (nvidia-smi,
+# python importing torch, anything touching the GPU) runs through it. -k: a
+# process that ignores SIGTERM (a CUDA program stuck in the driver) gets
+# SIGKILL 5 s later; the 270 s budget leaves room for that within 5 minutes.
+tmo() { local n=$1; shift; timeout -k 5 "$(lim "$n")" "$@"; }
+[ -d /usr/local/cuda/bin ] && export PATH="/usr/local/cuda/bin:$PATH"
+
+gpu=$(tmo 15 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>/dev/null | head -n 1)
+[ -n "$gpu" ] || gpu="unknown (nvidia-smi gave nothing)"
+echo "device_check: $(date -u +%Y-%m-%dT%H:%MZ), GPU: $gpu"
+
+# ---- 1. build (or bundle) ----
+morphogen="" parity=""
+if [ -n "$bundle" ]; then
+    # The bundle's libraries are given to its two programs only, through
+    # wrappers: exported for the whole script, its libstdc++, libz or libpng
+    # would also be loaded by python and torch, which may need newer ones.
+    for prog in morphogen test_cuda_parity; do
+        printf '#!/bin/sh\nLD_LIBRARY_PATH="%s/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" exec "%s/%s" "$@"\n' \
+            "$bundle" "$bundle" "$prog" >"$work/$prog"
+        chmod +x "$work/$prog"
+    done
+    if [ -x "$bundle/morphogen" ] && [ -x "$bundle/test_cuda_parity" ]; then
+        morphogen="$work/morphogen" parity="$work/test_cuda_parity"
+        row build "bundle" "$bundle, built elsewhere"
+    else
+        row build "FAILED" "$bundle lacks morphogen or test_cuda_parity (jobs/device_bundle.sh)"
+    fi
+else
+    gen=()
+    command -v ninja >/dev/null && gen=(-G Ninja)
+    if tmo 120 cmake -S . -B build-device "${gen[@]}" -DCMAKE_BUILD_TYPE=Release -DMORPHOGEN_CUDA=ON \
+            -DMORPHOGEN_CUDA_ARCHITECTURES=90 >"$work/configure.log" 2>&1 &&
+        tmo 150 cmake --build build-device -j"$(nproc)" >"$work/build.log" 2>&1; then
+        morphogen="$root/build-device/morphogen" parity="$root/build-device/tests/test_cuda_parity"
+        row build "ok" "CUDA, sm_90, $(elapsed) s"
+    else
+        tail -n 5 "$work/configure.log" "$work/build.log" 2>/dev/null
+        row build "FAILED" "see the lines above; missing packages? try MG_DEVICE_BUNDLE (jobs/device_bundle.sh)"
+    fi
+fi
+
+# ---- 2. GPU tests ----
+if [ -n "$morphogen" ] && [ -x "$parity" ]; then
+    if tmo 120 "$parity" >"$work/parity.log" 2>&1; then
+        if grep -q SKIPPED "$work/parity.log"; then
+            row "GPU tests" "SKIPPED" "$(grep -m1 'skipped' "$work/parity.log")"
+        else
+            row "GPU tests" "passed" "$(grep -m1 -oE 'PASSED.*' "$work/parity.log")"
+        fi
+    else
+        tail -n 30 "$work/parity.log"
+        row "GPU tests" "FAILED" "test_cuda_parity, output above"
+    fi
+    if [ -z "$bundle" ]; then
+        if tmo 60 ctest --test-dir build-device -R cli_test_cuda_backend_cli --output-on-failure \
+                >"$work/cli.log" 2>&1; then
+            row "cuda CLI test" "passed" ""
+        else
+            tail -n 20 "$work/cli.log"
+            row "cuda CLI test" "FAILED" "output above"
+        fi
+    fi
+else
+    row "GPU tests" "not run" "no build"
+fi
+
+# ---- 3. Distill benchmark: morphogen cuda vs PyTorch, interleaved ----
+have_h5py=0 have_torch=0 have_compile=0
+tmo 20 "$python" -c "import h5py, numpy" 2>/dev/null && have_h5py=1
+# One torch probe: its import and CUDA start-up take seconds each time.
+probe=$(tmo 40 "$python" -c "import torch; print(int(torch.cuda.is_available()), int(hasattr(torch, 'compile')))" \
+        2>/dev/null)
+[ "${probe%% *}" = 1 ] && have_torch=1
+[ "$have_torch" -eq 1 ] && [ "${probe##* }" = 1 ] && have_compile=1
+# The lizard target as a PNG (no emoji font needed), the Distill recipe.
+distill=(configs/lizard.ini --set target.spec="$root/jobs/data/lizard_40.png" --set run.backend=cuda
+         --set run.checkpoint_every=1000000000 --set run.log_every=100)
+if [ -z "$morphogen" ]; then
+    row "Distill benchmark" "not run" "no build"
+elif [ "$have_h5py" -eq 0 ]; then
+    row "Distill benchmark" "not run" "$python cannot import h5py and numpy"
+else
+    start="$work/start.h5"
+    # Grow the pool first: morphogen skips dead cells, so timing a pool of
+    # seeds would flatter it; torch computes every cell either way.
+    if tmo 100 "$morphogen" train "${distill[@]}" --set train.iterations="$grow_iters" --out "$start" \
+            >"$work/grow.log" 2>&1; then
+        done_iter=$grow_iters
+        occupancy=$(tmo 20 "$python" - "$start" <<'PY'
+import sys, h5py, numpy as np
+with h5py.File(sys.argv[1], "r") as f:
+    a = f["checkpoint/pool/states"][:, :, :, 3]
+print("%.1f%%" % (100.0 * np.mean(a > 0.1)))
+PY
+)
+        row "grown pool" "$grow_iters iterations" "$(grep -m1 -oE 'final loss [^,]+' "$work/grow.log"), cells with alpha > 0.1: $occupancy"
+        speed() {  # seconds per iteration of morphogen's new rows (run-file I/O excluded)
+            tmo 20 "$python" - "$1" "$done_iter" <<'PY'
+import sys, h5py, numpy as np
+with h5py.File(sys.argv[1], "r") as f:
+    it = f["metrics/iteration"][:]
+    wall = f["metrics/wall_time"][:]
+new = np.nonzero(it > int(sys.argv[2]))[0]
+print("%.6f" % ((wall[new[-1]] - wall[new[0]]) / (len(new) - 1)))
+PY
+        }
+        m_s=() e_s=() c_s=()
+        for round in 1 2; do
+            [ "$(elapsed)" -lt 200 ] || { echo "device_check: time budget: stopping after $((round - 1)) round(s)"; break; }
+            cp "$start" "$work/m.h5"
+            if tmo 60 "$morphogen" train --resume "$work/m.h5" --set train.iterations=$((done_iter + iters + 1)) \
+                    --set run.checkpoint_every=1000000000 --set run.log_every=1000000000 >"$work/m.log" 2>&1; then
+                m_s+=("$(speed "$work/m.h5")")
+            else
+                tail -n 3 "$work/m.log"
+            fi
+            if [ "$have_torch" -eq 1 ]; then
+                line=$(tmo 60 "$python" analysis/bench_torch.py "$start" --device cuda --dense native \
+                       --iterations "$iters" --warmup 1 2>"$work/t.log" | grep '^torch: ') &&
+                    e_s+=("$(sed -E 's/.*s_per_iter=([^ ]+).*/\1/' <<<"$line")") || tail -n 3 "$work/t.log"
+                if [ "$have_compile" -eq 1 ] && [ "$(elapsed)" -lt 150 ]; then
+                    line=$(tmo 100 "$python" analysis/bench_torch.py "$start" --device cuda --dense native --compile \
+                           --iterations "$iters" --warmup 2 2>"$work/c.log" | grep '^torch: ') &&
+                        c_s+=("$(sed -E 's/.*s_per_iter=([^ ]+).*/\1/' <<<"$line")") || tail -n 3 "$work/c.log"
+                fi
+            fi
+        done
+        best() { [ $# -gt 0 ] && printf '%s\n' "$@" | sort -g | head -n 1; }
+        m=$(best "${m_s[@]}") e=$(best "${e_s[@]}") c=$(best "${c_s[@]}")
+        ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.1fx", a / b}'; }
+        [ -n "$m" ] && row "morphogen cuda, s/iteration" "$m" "best of ${#m_s[@]} round(s) of $iters iterations" ||
+            row "morphogen cuda" "FAILED" "see the lines above"
+        if [ "$have_torch" -eq 0 ]; then
+            row "PyTorch" "not run" "$python: no torch with CUDA"
+        else
+            [ -n "$e" ] && row "PyTorch eager, s/iteration" "$e" "${m:+morphogen $(ratio "$e" "$m") faster}" ||
+                row "PyTorch eager" "FAILED" "see the lines above"
+            if [ "$have_compile" -eq 0 ]; then
+                row "PyTorch torch.compile" "not run" "torch.compile missing"
+            else
+                [ -n "$c" ] && row "PyTorch torch.compile, s/iteration" "$c" "${m:+morphogen $(ratio "$c" "$m") faster}" ||
+                    row "PyTorch torch.compile" "not run or FAILED" "time budget, or see above"
+            fi
+            row "PyTorch CUDA graphs" "not run" "not implemented in bench_torch.py yet"
+        fi
+    else
+        tail -n 3 "$work/grow.log"
+        row "Distill benchmark" "FAILED" "growing the pool failed (above)"
+    fi
+fi
+
+# ---- 4. large config: cell-steps/s with every cell alive ----
+# `morphogen grad` on 8 random live 256x256 states, timed at two rollout
+# lengths: the difference removes start-up, transfers and file I/O.
+if [ -n "$morphogen" ] && [ "$have_h5py" -eq 1 ] && [ "$(elapsed)" -lt 240 ]; then
+    big=(--set target.spec="$root/jobs/data/lizard_40.png" --set target.size=200 --set target.padding=28
+         --set model.channels=32 --set model.hidden=128 --set train.batch=8 --set train.pool_size=8
+         --set run.backend=cuda --set train.checkpoint_steps=10 --set train.iterations=1)
+    if tmo 60 "$morphogen" train "${big[@]}" --out "$work/big.h5" >"$work/big.log" 2>&1 &&
+        tmo 30 "$python" - "$work/states.h5" <<'PY'
+import sys, h5py, numpy as np
+rng = np.random.default_rng(1)
+s = rng.uniform(-1, 1, (8, 256, 256, 32)).astype(np.float32)
+s[..., 3] = rng.uniform(0.3, 1.0, (8, 256, 256))
+with h5py.File(sys.argv[1], "w") as f:
+    f["states"] = s
+PY
+    then
+        t_of() {
+            local s
+            s=$(date +%s.%N)
+            tmo 60 "$morphogen" grad "$work/big.h5" --states "$work/states.h5" --steps "$1" --out "$work/g$1.h5" \
+                >/dev/null 2>"$work/g.log" || { tail -n 2 "$work/g.log" >&2; return 1; }
+            awk -v s="$s" -v e="$(date +%s.%N)" 'BEGIN {printf "%.4f", e - s}'
+        }
+        if ta=$(t_of 8) && tb=$(t_of 40); then
+            cs=$(awk -v a="$ta" -v b="$tb" 'BEGIN {printf "%.3g", 8 * 65536 * 32 / (b - a)}')
+            row "256x256 C=32 H=128 B=8, fwd+bwd" "$cs cell-steps/s" "grad, 40 vs 8 steps: $tb s vs $ta s, fire 0.5, all alive"
+        else
+            row "large config" "FAILED" "morphogen grad (above)"
+        fi
+    else
+        tail -n 3 "$work/big.log"
+        row "large config" "FAILED" "setup (above)"
+    fi
+else
+    row "large config" "not run" "no build, no h5py, or out of time"
+fi
+
+table=$(printf '%s\n' "device check $(date -u +%Y-%m-%d), GPU: $gpu, $(elapsed) s" "" "| what | result | notes |" \
+        "|---|---|---|" "${rows[@]}")
+echo
+echo "$table"
+if [ -n "${OUT:-}" ]; then
+    mkdir -p "$OUT" && echo "$table" >"$OUT/device_check.md"
+fi

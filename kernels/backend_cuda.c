@@ -1,0 +1,416 @@
+/* The cuda backend's host side (C11): device memory, the rollout tape, and
+ * the order of kernel launches for mg_backend_ops. The math is in the
+ * kernels (mg_cuda.h); this file only moves data and sequences steps.
+ *
+ * Everything of a batch stays on the device from upload to download: the
+ * parameters, the states of every sample, the tape (saved states and alive
+ * masks), the gradients. Only the inputs go up and the results (final
+ * states, losses, per-sample gradients, optionally dL/ds0) come down. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cuda_runtime_api.h>
+
+#include "mg_cuda.h"
+#include "morphogen/backend.h"
+
+_Static_assert(MG_CELL_FROZEN == 1 && MG_CELL_FROZEN_RGBA == 2,
+               "kernels/nca_device.cuh repeats the MG_CELL_* values");
+
+typedef struct cuda_backend {
+    mg_nca_dims dims;
+    int max_steps;
+    int every;            /* a state is saved every `every` steps (train.checkpoint_steps) */
+    int64_t n_params;
+    size_t smem;          /* dynamic shared memory of the MLP kernels */
+    cudaStream_t stream;
+    int n_cap;            /* samples the buffers below are sized for (0 = none yet) */
+    float *d_params;
+    uint32_t *d_sample_index;
+    unsigned char *d_freeze;
+    float *d_targets;     /* [n][cells][4] each sample's target */
+    float *d_saved;       /* [max_steps/every + 1][n][cells][C] states at multiples of every */
+    float *d_segment;     /* [every - 1][n][cells][C] recomputed states of a segment */
+    unsigned char *d_alive; /* [max_steps][n][cells] mask m of each step */
+    float *d_mid, *d_ping, *d_pong; /* [n][cells][C] step scratch */
+    float *d_grad_a, *d_grad_b;     /* [n][cells][C] gradient ping-pong */
+    double *d_loss;       /* [n] */
+    float *d_grads;       /* [n][n_params] */
+    mg_cuda_work work;
+    size_t peak_tape;
+} cuda_backend;
+
+/* The runtime also records a failed call as its "last error", which the
+ * launchers' cudaGetLastError would report again at the next, unrelated
+ * launch: clear it once it has been reported here. */
+static void clear_last_error(void) { (void)cudaGetLastError(); }
+
+static int cuda_fail(mg_error *err, cudaError_t e, const char *what)
+{
+    clear_last_error();
+    return mg_fail(err, "cuda backend: %s: %s", what, cudaGetErrorString(e));
+}
+
+#define CK(call, what)                                   \
+    do {                                                 \
+        const cudaError_t e_ = (call);                   \
+        if (e_ != cudaSuccess)                           \
+            return cuda_fail(err, e_, what);             \
+    } while (0)
+
+static size_t state_floats(const mg_nca_dims *d) { return (size_t)mg_cells(d) * d->channels; }
+static size_t saved_slots(const cuda_backend *cb) { return (size_t)cb->max_steps / cb->every + 1; }
+
+static void free_buffers(cuda_backend *cb)
+{
+    void *all[] = {cb->d_targets, cb->d_saved, cb->d_segment, cb->d_alive, cb->d_mid, cb->d_ping,
+                   cb->d_pong, cb->d_grad_a, cb->d_grad_b, cb->d_loss, cb->d_grads, cb->d_sample_index,
+                   cb->work.d_pre, cb->work.d_flag, cb->work.d_active, cb->work.d_count, cb->work.d_gp,
+                   cb->work.d_partial};
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
+        if (all[i])
+            cudaFree(all[i]);
+    cb->d_targets = cb->d_saved = cb->d_segment = cb->d_mid = cb->d_ping = cb->d_pong = NULL;
+    cb->d_grad_a = cb->d_grad_b = cb->d_grads = NULL;
+    cb->d_alive = NULL;
+    cb->d_loss = NULL;
+    cb->d_sample_index = NULL;
+    memset(&cb->work, 0, sizeof cb->work);
+    cb->n_cap = 0;
+}
+
+/* Size the per-sample buffers for n samples (grown, never shrunk). */
+static int ensure_capacity(cuda_backend *cb, int n, mg_error *err)
+{
+    if (n <= cb->n_cap)
+        return 0;
+    free_buffers(cb);
+    const size_t cells = (size_t)mg_cells(&cb->dims), state = state_floats(&cb->dims) * n;
+    const size_t K = (size_t)mg_perception_size(&cb->dims);
+    const size_t segment = cb->every > 1 ? (size_t)(cb->every - 1) : 0;
+    struct {
+        void **ptr;
+        size_t bytes;
+    } want[] = {
+        {(void **)&cb->d_targets, sizeof(float) * cells * 4 * n},
+        {(void **)&cb->d_saved, sizeof(float) * state * saved_slots(cb)},
+        {(void **)&cb->d_segment, sizeof(float) * state * (segment ? segment : 1)},
+        {(void **)&cb->d_alive, cells * n * (size_t)(cb->max_steps > 0 ? cb->max_steps : 1)},
+        {(void **)&cb->d_mid, sizeof(float) * state},
+        {(void **)&cb->d_ping, sizeof(float) * state},
+        {(void **)&cb->d_pong, sizeof(float) * state},
+        {(void **)&cb->d_grad_a, sizeof(float) * state},
+        {(void **)&cb->d_grad_b, sizeof(float) * state},
+        {(void **)&cb->d_loss, sizeof(double) * n},
+        {(void **)&cb->d_grads, sizeof(float) * (size_t)cb->n_params * n},
+        {(void **)&cb->d_sample_index, sizeof(uint32_t) * n},
+        {(void **)&cb->work.d_pre, cells * n},
+        {(void **)&cb->work.d_flag, cells * n},
+        {(void **)&cb->work.d_active, sizeof(int) * cells * n},
+        {(void **)&cb->work.d_count, sizeof(int) * n},
+        {(void **)&cb->work.d_gp, sizeof(float) * cells * K * n},
+        {(void **)&cb->work.d_partial, sizeof(float) * (size_t)cb->n_params * MG_CUDA_GROUPS * n},
+    };
+    size_t total = 0;
+    for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
+        total += want[i].bytes;
+        const cudaError_t e = cudaMalloc(want[i].ptr, want[i].bytes);
+        if (e != cudaSuccess) {
+            free_buffers(cb);
+            clear_last_error();
+            return mg_fail(err, "cuda backend: out of device memory for %d samples of %dx%d cells (%.1f MiB so far): %s",
+                           n, cb->dims.height, cb->dims.width, (double)total / 1048576.0, cudaGetErrorString(e));
+        }
+    }
+    cb->n_cap = n;
+    return 0;
+}
+
+static void cuda_destroy(mg_backend *be)
+{
+    cuda_backend *cb = be->impl;
+    if (cb) {
+        free_buffers(cb);
+        if (cb->d_params)
+            cudaFree(cb->d_params);
+        if (cb->d_freeze)
+            cudaFree(cb->d_freeze);
+        if (cb->stream)
+            cudaStreamDestroy(cb->stream);
+        free(cb);
+    }
+    free(be);
+}
+
+/* The step description common to every step of a job. */
+static mg_cuda_step step_args(const cuda_backend *cb, int n, const mg_step_rules *r, uint64_t seed,
+                              uint32_t iteration)
+{
+    mg_cuda_step a;
+    memset(&a, 0, sizeof a);
+    a.n = n;
+    a.height = cb->dims.height;
+    a.width = cb->dims.width;
+    a.channels = cb->dims.channels;
+    a.hidden = cb->dims.hidden;
+    a.seed = seed;
+    a.iteration = iteration;
+    a.d_sample_index = cb->d_sample_index;
+    a.fire_threshold = r->fire_threshold;
+    a.alive_threshold = (float)r->alive_threshold; /* the f32 CPU build compares in float */
+    a.pin_cell = r->pin_cell;
+    a.d_freeze = r->freeze ? cb->d_freeze : NULL;
+    a.d_params = cb->d_params;
+    return a;
+}
+
+/* Upload what every job needs: parameters, sample keys, the freeze mask. */
+static int upload_common(cuda_backend *cb, const float *params, const uint32_t *sample_index, int n,
+                         const mg_step_rules *r, mg_error *err)
+{
+    const size_t cells = (size_t)mg_cells(&cb->dims);
+    CK(cudaMemcpyAsync(cb->d_params, params, sizeof(float) * (size_t)cb->n_params, cudaMemcpyHostToDevice,
+                       cb->stream), "uploading parameters");
+    CK(cudaMemcpyAsync(cb->d_sample_index, sample_index, sizeof(uint32_t) * n, cudaMemcpyHostToDevice,
+                       cb->stream), "uploading sample indices");
+    if (r->freeze)
+        CK(cudaMemcpyAsync(cb->d_freeze, r->freeze, cells, cudaMemcpyHostToDevice, cb->stream),
+           "uploading the freeze mask");
+    return 0;
+}
+
+/* Saved state j, and state i of the segment starting at saved state j. */
+static float *saved(const cuda_backend *cb, int n, int j)
+{
+    return cb->d_saved + (size_t)j * n * state_floats(&cb->dims);
+}
+static float *segment_state(const cuda_backend *cb, int n, int j, int i)
+{
+    return i == 0 ? saved(cb, n, j) : cb->d_segment + (size_t)(i - 1) * n * state_floats(&cb->dims);
+}
+
+static int cuda_batch(mg_backend *be, const mg_batch_job *job, mg_error *err)
+{
+    cuda_backend *cb = be->impl;
+    const mg_nca_dims *d = &cb->dims;
+    const int n = job->n, steps = job->steps, every = cb->every;
+    if (n <= 0)
+        return 0;
+    if (steps < 0 || steps > cb->max_steps)
+        return mg_fail(err, "cuda backend: rollout of %d steps exceeds the configured maximum", steps);
+    if (memcmp(&job->dims, d, sizeof *d) != 0 || job->n_params != cb->n_params)
+        return mg_fail(err, "cuda backend: job dimensions differ from the backend's");
+    if (ensure_capacity(cb, n, err) != 0)
+        return -1;
+    const size_t cells = (size_t)mg_cells(d), state = state_floats(d);
+    const int grads = job->grads != NULL;
+    if (upload_common(cb, job->params, job->sample_index, n, &job->rules, err) != 0)
+        return -1;
+    for (int b = 0; b < n; b++)
+        CK(cudaMemcpyAsync(cb->d_targets + (size_t)b * cells * 4, job->targets + (size_t)job->target_index[b] * cells * 4,
+                           sizeof(float) * cells * 4, cudaMemcpyHostToDevice, cb->stream),
+           "uploading targets");
+    float *cur = grads ? saved(cb, n, 0) : cb->d_ping;
+    CK(cudaMemcpyAsync(cur, job->states, sizeof(float) * state * n, cudaMemcpyHostToDevice, cb->stream),
+       "uploading states");
+
+    mg_cuda_step a = step_args(cb, n, &job->rules, job->seed, job->iteration);
+    for (int step = 0; step < steps; step++) {
+        float *out;
+        if (grads && (step + 1) % every == 0)
+            out = saved(cb, n, (step + 1) / every);
+        else
+            out = cur == cb->d_ping ? cb->d_pong : cb->d_ping;
+        a.step = step;
+        CK(mg_cuda_step_forward(&a, &cb->work, cur, cb->d_mid, out,
+                                grads ? cb->d_alive + (size_t)step * n * cells : NULL, cb->stream),
+           "forward step");
+        cur = out;
+    }
+    CK(mg_cuda_loss(n, (int)cells, d->channels, cur, cb->d_targets, cb->d_loss, grads ? cb->d_grad_a : NULL,
+                    cb->stream), "loss");
+    CK(cudaMemcpyAsync(job->states, cur, sizeof(float) * state * n, cudaMemcpyDeviceToHost, cb->stream),
+       "downloading final states");
+    CK(cudaMemcpyAsync(job->loss, cb->d_loss, sizeof(double) * n, cudaMemcpyDeviceToHost, cb->stream),
+       "downloading losses");
+
+    if (grads) {
+        float *g = cb->d_grad_a, *g_prev = cb->d_grad_b;
+        CK(cudaMemsetAsync(cb->work.d_partial, 0, sizeof(float) * (size_t)cb->n_params * MG_CUDA_GROUPS * n,
+                           cb->stream), "clearing gradient sums");
+        for (int j = steps > 0 ? (steps - 1) / every : -1; j >= 0; j--) {
+            const int first = j * every, end = first + every < steps ? first + every : steps;
+            /* Recompute the segment's states from its saved start (the same
+             * kernels on the same inputs: the same bits as the forward). */
+            for (int step = first; step + 1 < end; step++) {
+                a.step = step;
+                CK(mg_cuda_step_forward(&a, &cb->work, segment_state(cb, n, j, step - first), cb->d_mid,
+                                        segment_state(cb, n, j, step + 1 - first), NULL, cb->stream),
+                   "recomputing a checkpoint segment");
+            }
+            for (int step = end - 1; step >= first; step--) {
+                a.step = step;
+                CK(mg_cuda_step_backward(&a, &cb->work, segment_state(cb, n, j, step - first),
+                                         cb->d_alive + (size_t)step * n * cells, g, g_prev, cb->stream),
+                   "backward step");
+                float *swap = g;
+                g = g_prev;
+                g_prev = swap;
+            }
+        }
+        CK(mg_cuda_reduce_partials(&a, &cb->work, cb->d_grads, cb->stream), "reducing gradients");
+        CK(cudaMemcpyAsync(job->grads, cb->d_grads, sizeof(float) * (size_t)cb->n_params * n,
+                           cudaMemcpyDeviceToHost, cb->stream), "downloading gradients");
+        if (job->grad_states)
+            CK(cudaMemcpyAsync(job->grad_states, g, sizeof(float) * state * n, cudaMemcpyDeviceToHost, cb->stream),
+               "downloading state gradients");
+        const size_t segment = every > 1 ? (size_t)(every - 1) : 0;
+        const size_t tape = sizeof(float) * state * n * ((size_t)steps / every + 1 + segment) +
+                            cells * n * (size_t)steps;
+        if (tape > cb->peak_tape)
+            cb->peak_tape = tape;
+    }
+    CK(cudaStreamSynchronize(cb->stream), "running the batch");
+    return 0;
+}
+
+static int cuda_rollout(mg_backend *be, const mg_rollout_job *job, mg_error *err)
+{
+    cuda_backend *cb = be->impl;
+    const mg_nca_dims *d = &cb->dims;
+    if (memcmp(&job->dims, d, sizeof *d) != 0)
+        return mg_fail(err, "cuda backend: rollout dimensions differ from the backend's");
+    if (ensure_capacity(cb, 1, err) != 0 ||
+        upload_common(cb, job->params, &job->sample_index, 1, &job->rules, err) != 0)
+        return -1;
+    const size_t state = state_floats(d);
+    CK(cudaMemcpyAsync(cb->d_ping, job->state, sizeof(float) * state, cudaMemcpyHostToDevice, cb->stream),
+       "uploading the state");
+    if (job->frame_cb) {
+        CK(cudaStreamSynchronize(cb->stream), "uploading the state");
+        if (job->frame_cb(job->frame_ctx, 0, job->state, err) != 0)
+            return -1;
+    }
+    mg_cuda_step a = step_args(cb, 1, &job->rules, job->seed, job->iteration);
+    float *cur = cb->d_ping, *next = cb->d_pong;
+    for (int step = 0; step < job->steps; step++) {
+        a.step = step;
+        CK(mg_cuda_step_forward(&a, &cb->work, cur, cb->d_mid, next, NULL, cb->stream), "forward step");
+        float *swap = cur;
+        cur = next;
+        next = swap;
+        if (job->frame_cb) {
+            CK(cudaMemcpyAsync(job->state, cur, sizeof(float) * state, cudaMemcpyDeviceToHost, cb->stream),
+               "downloading a frame");
+            CK(cudaStreamSynchronize(cb->stream), "running a step");
+            if (job->frame_cb(job->frame_ctx, step + 1, job->state, err) != 0)
+                return -1;
+        }
+    }
+    if (!job->frame_cb)
+        CK(cudaMemcpyAsync(job->state, cur, sizeof(float) * state, cudaMemcpyDeviceToHost, cb->stream),
+           "downloading the final state");
+    CK(cudaStreamSynchronize(cb->stream), "running the rollout");
+    return 0;
+}
+
+static size_t cuda_peak_tape(const mg_backend *be)
+{
+    const cuda_backend *cb = be->impl;
+    return cb->peak_tape;
+}
+
+static const mg_backend_ops CUDA_OPS = {"cuda", cuda_batch, cuda_rollout, cuda_peak_tape, cuda_destroy};
+
+int mg_cuda_device_available(char *why, size_t why_len)
+{
+    int count = 0;
+    const cudaError_t e = cudaGetDeviceCount(&count);
+    if (e != cudaSuccess || count <= 0) {
+        if (why && why_len > 0) {
+            /* cudaErrorInsufficientDriver is also what a machine without
+             * any NVIDIA driver reports: say so in plain words, with the
+             * versions when there is a driver (a runtime newer than the
+             * driver is the usual cause on a GPU machine: the statically
+             * linked runtime is the build machine's toolkit's). */
+            int driver = 0, runtime = 0;
+            if (e == cudaErrorInsufficientDriver && cudaDriverGetVersion(&driver) == cudaSuccess && driver > 0 &&
+                cudaRuntimeGetVersion(&runtime) == cudaSuccess)
+                snprintf(why, why_len,
+                         "the NVIDIA driver supports CUDA up to %d.%d, this build's CUDA runtime is %d.%d: update "
+                         "the driver or build with an older CUDA toolkit: %s",
+                         driver / 1000, driver % 1000 / 10, runtime / 1000, runtime % 1000 / 10, cudaGetErrorName(e));
+            else {
+                const char *reason = e == cudaErrorInsufficientDriver ? "no NVIDIA driver, or one older than this CUDA runtime"
+                                     : e != cudaSuccess               ? cudaGetErrorString(e)
+                                                                      : "no CUDA device found";
+                snprintf(why, why_len, "%s%s%s", reason, e != cudaSuccess ? ": " : "",
+                         e != cudaSuccess ? cudaGetErrorName(e) : "");
+            }
+        }
+        clear_last_error();
+        return 0;
+    }
+    return 1;
+}
+
+mg_backend *mg_backend_cuda_create(const mg_config *cfg, const mg_nca_dims *dims, int max_steps, mg_error *err)
+{
+    char why[256];
+    if (!mg_cuda_device_available(why, sizeof why)) {
+        mg_fail(err, "run.backend: 'cuda' needs an NVIDIA GPU, and the CUDA runtime finds none (%s); "
+                     "use run.backend = cpu on this machine", why);
+        return NULL;
+    }
+    mg_backend *be = calloc(1, sizeof *be);
+    cuda_backend *cb = calloc(1, sizeof *cb);
+    if (!be || !cb) {
+        free(be);
+        free(cb);
+        mg_fail(err, "cuda backend: out of memory");
+        return NULL;
+    }
+    be->ops = &CUDA_OPS;
+    be->impl = cb;
+    cb->dims = *dims;
+    cb->max_steps = max_steps > 0 ? max_steps : 0;
+    cb->every = cfg->checkpoint_steps > 1 ? cfg->checkpoint_steps : 1;
+    mg_tensor_desc t[3];
+    cb->n_params = mg_param_layout(dims, t);
+    cb->smem = mg_cuda_mlp_smem_bytes(dims->channels, dims->hidden);
+
+    int device = 0, smem_optin = 0;
+    cudaError_t e = cudaSetDevice(device);
+    if (e == cudaSuccess)
+        e = cudaDeviceGetAttribute(&smem_optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device);
+    if (e != cudaSuccess) {
+        cuda_fail(err, e, "selecting GPU 0");
+        cuda_destroy(be);
+        return NULL;
+    }
+    if (cb->smem > (size_t)smem_optin) {
+        mg_fail(err, "cuda backend: model.channels = %d with model.hidden = %d needs %zu bytes of shared memory per "
+                     "block, more than this GPU's %d; use run.backend = cpu for a model this large",
+                dims->channels, dims->hidden, cb->smem, smem_optin);
+        cuda_destroy(be);
+        return NULL;
+    }
+    const size_t cells = (size_t)mg_cells(dims);
+    const char *what = NULL;
+    if ((e = mg_cuda_mlp_configure(cb->smem)) != cudaSuccess)
+        what = "configuring the MLP kernels (was morphogen built for this GPU's architecture? "
+               "see MORPHOGEN_CUDA_ARCHITECTURES)";
+    else if ((e = cudaStreamCreateWithFlags(&cb->stream, cudaStreamNonBlocking)) != cudaSuccess)
+        what = "creating a stream";
+    else if ((e = cudaMalloc((void **)&cb->d_params, sizeof(float) * (size_t)cb->n_params)) != cudaSuccess)
+        what = "allocating parameters";
+    else if ((e = cudaMalloc((void **)&cb->d_freeze, cells)) != cudaSuccess)
+        what = "allocating the freeze mask";
+    if (what) {
+        cuda_fail(err, e, what);
+        cuda_destroy(be);
+        return NULL;
+    }
+    return be;
+}

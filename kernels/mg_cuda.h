@@ -1,0 +1,100 @@
+/* C-linkage interface of the CUDA kernels (the .cu files in kernels/) to their host side
+ * (kernels/backend_cuda.c) and to the tests. Every pointer named d_* is device
+ * memory. Launchers enqueue work on `stream` and return the launch status
+ * (cudaSuccess or the error); they never synchronise.
+ *
+ * Layouts are the CPU reference's (include/morphogen/nca.h), batched over
+ * samples: states [n][cells][C], masks [n][cells] (one byte per cell),
+ * parameters w1 [3C][H] | b1 [H] | w2 [H][C]. */
+#ifndef MORPHOGEN_KERNELS_MG_CUDA_H
+#define MORPHOGEN_KERNELS_MG_CUDA_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cuda_runtime_api.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Cells per tile of the fused MLP kernels, threads per block, and blocks per
+ * sample of those kernels. The block count is a constant (not derived from
+ * the device) so that the fixed-order weight-gradient reduction, and hence
+ * every bit of the results, is the same on every GPU. */
+#define MG_CUDA_TILE 32
+#define MG_CUDA_THREADS 256
+#define MG_CUDA_GROUPS 32
+
+/* What one batched step needs besides the states. */
+typedef struct mg_cuda_step {
+    int n;                          /* samples */
+    int height, width, channels, hidden;
+    uint64_t seed;
+    uint32_t iteration;
+    const uint32_t *d_sample_index; /* [n] global sample index (fire-mask key) */
+    int step;                       /* CA step number (fire-mask key) */
+    uint32_t fire_threshold;        /* mg_fire_threshold(fire_rate) */
+    float alive_threshold;          /* (float)alive_threshold, as the f32 CPU build compares */
+    int pin_cell;                   /* -1 for none */
+    const unsigned char *d_freeze;  /* [cells] MG_CELL_* or NULL */
+    const float *d_params;
+} mg_cuda_step;
+
+/* Scratch shared by the step kernels, sized for n samples. */
+typedef struct mg_cuda_work {
+    unsigned char *d_pre;   /* [n][cells] pre-update alive mask */
+    unsigned char *d_flag;  /* [n][cells] cell runs the MLP (forward) / carries a gradient into it (backward) */
+    int *d_active;          /* [n][cells] compacted cell indices, ascending */
+    int *d_count;           /* [n] number of active cells */
+    float *d_gp;            /* [n][cells][3C] dL/d(perception) of active cells */
+    float *d_partial;       /* [n][MG_CUDA_GROUPS][n_params] per-block weight-gradient sums */
+} mg_cuda_work;
+
+/* Dynamic shared memory of the MLP kernels for C channels and H hidden units. */
+size_t mg_cuda_mlp_smem_bytes(int channels, int hidden);
+
+/* Allow the MLP kernels `bytes` of dynamic shared memory (above the 48 KiB
+ * default; must not exceed the device's opt-in limit). */
+cudaError_t mg_cuda_mlp_configure(size_t bytes);
+
+/* One step forward for n samples: d_s_out = m * (d_s_in + f * du) exactly as
+ * mg_step_forward_f32. d_s_mid is scratch [n][cells][C] (d_s_in + f * du before
+ * masking); d_alive_out [n][cells] receives the step's mask m unless NULL. */
+cudaError_t mg_cuda_step_forward(const mg_cuda_step *a, const mg_cuda_work *w, const float *d_s_in,
+                                 float *d_s_mid, float *d_s_out, unsigned char *d_alive_out,
+                                 cudaStream_t stream);
+
+/* One step backward for n samples, as mg_step_backward_f32: from d_s_in (the
+ * step's input state), its mask d_alive [n][cells] and d_g_out = dL/ds_out,
+ * write d_g_in = dL/ds_in and ADD this step's weight gradient into
+ * w->d_partial. */
+cudaError_t mg_cuda_step_backward(const mg_cuda_step *a, const mg_cuda_work *w, const float *d_s_in,
+                                  const unsigned char *d_alive, const float *d_g_out, float *d_g_in,
+                                  cudaStream_t stream);
+
+/* d_grads[b][p] = sum over g in 0..MG_CUDA_GROUPS-1, in that order, of
+ * w->d_partial[b][g][p]. */
+cudaError_t mg_cuda_reduce_partials(const mg_cuda_step *a, const mg_cuda_work *w, float *d_grads,
+                                    cudaStream_t stream);
+
+/* Per-sample loss (mean squared RGBA error, summed in double in a fixed
+ * order) into d_loss [n], and unless d_g is NULL d_g = dLoss_b/ds [n][cells][C]
+ * as mg_loss_f32 with scale 1. */
+cudaError_t mg_cuda_loss(int n, int cells, int channels, const float *d_s, const float *d_targets,
+                         double *d_loss, float *d_g, cudaStream_t stream);
+
+/* Fire mask of one sample at one step into d_fire [n_cells], bit-identical
+ * to mg_fire_mask (for the tests). */
+cudaError_t mg_cuda_fire_mask(uint64_t seed, uint32_t iteration, uint32_t sample, uint32_t step,
+                              uint32_t threshold, int n_cells, unsigned char *d_fire, cudaStream_t stream);
+
+/* Host side (backend_cuda.c): 1 if the CUDA runtime finds a device; else 0
+ * with the runtime's reason in why[why_len]. */
+int mg_cuda_device_available(char *why, size_t why_len);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

@@ -1,0 +1,182 @@
+/* Device helpers shared by the step kernels: the grid geometry, the alive
+ * pooling and the Sobel weights, each written to evaluate exactly what the
+ * CPU reference (src/nca/perceive.h) evaluates. */
+#ifndef MORPHOGEN_KERNELS_NCA_DEVICE_CUH
+#define MORPHOGEN_KERNELS_NCA_DEVICE_CUH
+
+#include "mg_cuda.h"
+
+/* MG_CELL_FROZEN and MG_CELL_FROZEN_RGBA of include/morphogen/nca.h (that
+ * header is C; the values are repeated here and checked in backend_cuda.c). */
+#define MG_DEV_CELL_FROZEN 1
+#define MG_DEV_CELL_FROZEN_RGBA 2
+
+/* Sobel-x weight of the neighbour at offset (dy, dx), scaled by 1/8; Sobel-y
+ * is the transpose. Exact in binary, as on the CPU. */
+__device__ __forceinline__ float mg_sobel_x(int dy, int dx)
+{
+    const float w = dy == 0 ? 0.25f : 0.125f;
+    return dx == 0 ? 0.0f : (dx < 0 ? -w : w);
+}
+__device__ __forceinline__ float mg_sobel_y(int dy, int dx) { return mg_sobel_x(dx, dy); }
+
+/* (max alpha over the 3x3 neighbourhood inside the grid) > thr, with the CPU's
+ * comparisons in the CPU's order (row maxima, then the column), so that even
+ * NaN states give the same mask. `s` is one sample's state. */
+__device__ __forceinline__ bool mg_alive_at(const float *s, int H, int W, int C, int y, int x, float thr)
+{
+    float rowmax[3];
+    for (int j = 0; j < 3; j++) {
+        const int yy = y + j - 1;
+        if (yy < 0 || yy >= H)
+            continue;
+        const float *row = s + (size_t)yy * W * C + 3;
+        float m = row[(size_t)x * C];
+        if (x > 0 && row[(size_t)(x - 1) * C] > m)
+            m = row[(size_t)(x - 1) * C];
+        if (x + 1 < W && row[(size_t)(x + 1) * C] > m)
+            m = row[(size_t)(x + 1) * C];
+        rowmax[j] = m;
+    }
+    float m = rowmax[1];
+    if (y > 0 && rowmax[0] > m)
+        m = rowmax[0];
+    if (y + 1 < H && rowmax[2] > m)
+        m = rowmax[2];
+    return m > thr;
+}
+
+__device__ __forceinline__ int mg_dev_frozen(const unsigned char *freeze, int cell)
+{
+    return freeze ? freeze[cell] : 0;
+}
+
+/* Shared-memory layout of the fused MLP kernels (see step_forward.cu). Row
+ * strides are padded by 4 floats so that rows of different cells or weights
+ * start in different banks while float4 accesses stay 16-byte aligned;
+ * hidden units are padded to HP = H rounded up to 4 with zero weights, so the
+ * padded units compute exact zeros and contribute nothing. */
+struct mg_mlp_layout {
+    int C, H, K, HP, WS;
+    size_t w1, b1, w2t, p, z, gz, gu, cells, total; /* offsets in floats */
+};
+
+__host__ __device__ inline mg_mlp_layout mg_mlp_layout_for(int C, int H)
+{
+    mg_mlp_layout L;
+    L.C = C;
+    L.H = H;
+    L.K = 3 * C;
+    L.HP = (H + 3) / 4 * 4;
+    L.WS = L.HP + 4;
+    size_t at = 0;
+    L.w1 = at;  at += (size_t)L.K * L.WS;            /* w1  [K][WS]  */
+    L.b1 = at;  at += (size_t)L.HP;                  /* b1  [HP]     */
+    L.w2t = at; at += (size_t)C * L.WS;              /* w2^T [C][WS] */
+    L.p = at;   at += (size_t)MG_CUDA_TILE * L.K;    /* p   [TILE][K] */
+    L.z = at;   at += (size_t)MG_CUDA_TILE * L.WS;   /* z   [TILE][WS] */
+    L.gz = at;  at += (size_t)MG_CUDA_TILE * L.WS;   /* gz  [TILE][WS] (backward) */
+    L.gu = at;  at += (size_t)MG_CUDA_TILE * C;      /* u or dL/du [TILE][C] */
+    L.cells = at; at += MG_CUDA_TILE;                /* tile's cell indices (ints) */
+    L.total = at;
+    return L;
+}
+
+/* Stage the weights of `params` into shared memory in the layout above
+ * (padding zero-filled). Called once per block; the block then loops over
+ * many tiles. */
+__device__ __forceinline__ void mg_stage_weights(const mg_mlp_layout &L, const float *__restrict__ params,
+                                                 float *sm)
+{
+    const int K = L.K, H = L.H, C = L.C, HP = L.HP, WS = L.WS;
+    const float *w1 = params, *b1 = params + (size_t)K * H, *w2 = b1 + H;
+    for (int i = threadIdx.x; i < K * WS; i += blockDim.x) {
+        const int k = i / WS, h = i % WS;
+        sm[L.w1 + i] = h < H ? w1[(size_t)k * H + h] : 0.0f;
+    }
+    for (int h = threadIdx.x; h < HP; h += blockDim.x)
+        sm[L.b1 + h] = h < H ? b1[h] : 0.0f;
+    for (int i = threadIdx.x; i < C * WS; i += blockDim.x) {
+        const int c = i / WS, h = i % WS;
+        sm[L.w2t + i] = h < H ? w2[(size_t)h * C + c] : 0.0f;
+    }
+}
+
+/* Perception of the tile's cells into p [TILE][K] (rows >= nv zeroed), each
+ * sum one FMA chain from 0 over the in-grid neighbours in (dy, dx) order, as
+ * perceive_cell on the CPU. */
+__device__ __forceinline__ void mg_perceive_tile(const mg_mlp_layout &L, const float *__restrict__ s, int Hg,
+                                                 int Wg, const int *cells, int nv, float *p)
+{
+    const int C = L.C, K = L.K;
+    for (int i = threadIdx.x; i < MG_CUDA_TILE * C; i += blockDim.x) {
+        const int t = i / C, c = i % C;
+        float *pt = p + (size_t)t * K;
+        if (t >= nv) {
+            pt[c] = pt[C + c] = pt[2 * C + c] = 0.0f;
+            continue;
+        }
+        const int cell = cells[t], y = cell / Wg, x = cell % Wg;
+        float ax = 0.0f, ay = 0.0f;
+        for (int dy = -1; dy <= 1; dy++) {
+            const int ny = y + dy;
+            if (ny < 0 || ny >= Hg)
+                continue;
+            for (int dx = -1; dx <= 1; dx++) {
+                const int nx = x + dx;
+                if (nx < 0 || nx >= Wg || (dx == 0 && dy == 0))
+                    continue;
+                const float v = s[((size_t)ny * Wg + nx) * C + c];
+                ax = fmaf(mg_sobel_x(dy, dx), v, ax);
+                ay = fmaf(mg_sobel_y(dy, dx), v, ay);
+            }
+        }
+        pt[c] = s[(size_t)cell * C + c];
+        pt[C + c] = ax;
+        pt[2 * C + c] = ay;
+    }
+}
+
+/* z = p w1 + b1 for all TILE rows: each thread owns 4 cells x 4 hidden units
+ * (16 accumulators); per k it reads 4 broadcast perception values and one
+ * float4 of w1. Each z is one FMA chain from b1 over k in order. */
+__device__ __forceinline__ void mg_hidden_tile(const mg_mlp_layout &L, const float *sm, float *z)
+{
+    const int K = L.K, WS = L.WS, H4 = L.HP / 4;
+    const float *p = sm + L.p, *w1 = sm + L.w1, *b1 = sm + L.b1;
+    for (int item = threadIdx.x; item < (MG_CUDA_TILE / 4) * H4; item += blockDim.x) {
+        const int h = (item % H4) * 4, i0 = (item / H4) * 4;
+        const float4 b = *reinterpret_cast<const float4 *>(b1 + h);
+        float acc[4][4];
+#pragma unroll
+        for (int r = 0; r < 4; r++) {
+            acc[r][0] = b.x;
+            acc[r][1] = b.y;
+            acc[r][2] = b.z;
+            acc[r][3] = b.w;
+        }
+        for (int k = 0; k < K; k++) {
+            const float4 w = *reinterpret_cast<const float4 *>(w1 + (size_t)k * WS + h);
+#pragma unroll
+            for (int r = 0; r < 4; r++) {
+                const float pv = p[(size_t)(i0 + r) * K + k];
+                acc[r][0] = fmaf(pv, w.x, acc[r][0]);
+                acc[r][1] = fmaf(pv, w.y, acc[r][1]);
+                acc[r][2] = fmaf(pv, w.z, acc[r][2]);
+                acc[r][3] = fmaf(pv, w.w, acc[r][3]);
+            }
+        }
+#pragma unroll
+        for (int r = 0; r < 4; r++)
+            *reinterpret_cast<float4 *>(z + (size_t)(i0 + r) * WS + h) =
+                make_float4(acc[r][0], acc[r][1], acc[r][2], acc[r][3]);
+    }
+}
+
+__device__ __forceinline__ float4 mg_relu4(float4 v)
+{
+    return make_float4(v.x > 0.0f ? v.x : 0.0f, v.y > 0.0f ? v.y : 0.0f, v.z > 0.0f ? v.z : 0.0f,
+                       v.w > 0.0f ? v.w : 0.0f);
+}
+
+#endif

@@ -1,0 +1,227 @@
+/* One NCA step backward on a batch of samples (mg_step_backward_f32's math).
+ *
+ * 1. k_select_backward + k_compact (step_select.cu): the cells with m = 1
+ *    that fired and are not frozen, the only ones whose MLP gets a gradient.
+ * 2. k_mlp_backward: per tile of such cells (same block/tile assignment as
+ *    forward), recompute perception and z, then dL/dz, the weight-gradient
+ *    contributions and dL/dp, fused in shared memory. Weight gradients are
+ *    summed over the tile in registers and added into the block's own slice
+ *    of d_partial ([n][GROUPS][P]): every element has exactly one writer, so
+ *    the order of additions is fixed and there are no atomics.
+ * 3. k_grad_input: g_in = m * g_out plus the transposed perception of the
+ *    neighbours' dL/dp, gathered (not scattered) per input cell, sources in
+ *    ascending cell order as the CPU adds them.
+ * mg_cuda_reduce_partials sums the per-block slices in block order once per
+ * batch. */
+#include "nca_device.cuh"
+#include "step_internal.cuh"
+
+__global__ void __launch_bounds__(MG_CUDA_THREADS)
+k_mlp_backward(mg_cuda_step a, mg_cuda_work w, const float *__restrict__ s_in, const float *__restrict__ g_out)
+{
+    extern __shared__ float4 smem_b4[];
+    float *sm = reinterpret_cast<float *>(smem_b4);
+    const mg_mlp_layout L = mg_mlp_layout_for(a.channels, a.hidden);
+    const int C = L.C, H = L.H, K = L.K, WS = L.WS, HP = L.HP, H4 = HP / 4;
+    const int cells = a.height * a.width, b = blockIdx.y;
+    const int count = w.d_count[b], tiles = (count + MG_CUDA_TILE - 1) / MG_CUDA_TILE;
+    if ((int)blockIdx.x >= tiles)
+        return;
+    mg_stage_weights(L, a.d_params, sm);
+    const size_t n_params = (size_t)K * H + H + (size_t)H * C;
+    float *part = w.d_partial + ((size_t)b * MG_CUDA_GROUPS + blockIdx.x) * n_params;
+    float *gw1 = part, *gb1 = part + (size_t)K * H, *gw2 = gb1 + H;
+    const float *s = s_in + (size_t)b * cells * C;
+    const int *active = w.d_active + (size_t)b * cells;
+    int *tile_cells = reinterpret_cast<int *>(sm + L.cells);
+    const float *p = sm + L.p, *z = sm + L.z, *w1 = sm + L.w1, *w2t = sm + L.w2t;
+    float *gz = sm + L.gz, *gu = sm + L.gu;
+    for (int tile = blockIdx.x; tile < tiles; tile += gridDim.x) {
+        const int first = tile * MG_CUDA_TILE;
+        const int nv = count - first < MG_CUDA_TILE ? count - first : MG_CUDA_TILE;
+        __syncthreads();
+        if (threadIdx.x < MG_CUDA_TILE)
+            tile_cells[threadIdx.x] = (int)threadIdx.x < nv ? active[first + threadIdx.x] : 0;
+        __syncthreads();
+        mg_perceive_tile(L, s, a.height, a.width, tile_cells, nv, sm + L.p);
+        /* dL/du = g_out (m = 1 for these cells) on the channels the update
+         * reaches; zero rows past the tile's end. */
+        for (int i = threadIdx.x; i < MG_CUDA_TILE * C; i += blockDim.x) {
+            const int t = i / C, c = i % C;
+            float g = 0.0f;
+            if (t < nv) {
+                const int cell = tile_cells[t];
+                const bool rgba_frozen = mg_dev_frozen(a.d_freeze, cell) == MG_DEV_CELL_FROZEN_RGBA;
+                if (!(rgba_frozen && c < 4))
+                    g = g_out[((size_t)b * cells + cell) * C + c];
+            }
+            gu[i] = g;
+        }
+        __syncthreads();
+        mg_hidden_tile(L, sm, sm + L.z);
+        __syncthreads();
+        /* gz = relu'(z) * (gu . w2^T): 4 cells x 4 units per thread. */
+        for (int item = threadIdx.x; item < (MG_CUDA_TILE / 4) * H4; item += blockDim.x) {
+            const int h = (item % H4) * 4, i0 = (item / H4) * 4;
+            float acc[4][4] = {};
+            for (int c = 0; c < C; c++) {
+                const float4 v = *reinterpret_cast<const float4 *>(w2t + (size_t)c * WS + h);
+#pragma unroll
+                for (int r = 0; r < 4; r++) {
+                    const float g = gu[(i0 + r) * C + c];
+                    acc[r][0] = fmaf(g, v.x, acc[r][0]);
+                    acc[r][1] = fmaf(g, v.y, acc[r][1]);
+                    acc[r][2] = fmaf(g, v.z, acc[r][2]);
+                    acc[r][3] = fmaf(g, v.w, acc[r][3]);
+                }
+            }
+#pragma unroll
+            for (int r = 0; r < 4; r++) {
+                const float4 zz = *reinterpret_cast<const float4 *>(z + (size_t)(i0 + r) * WS + h);
+                *reinterpret_cast<float4 *>(gz + (size_t)(i0 + r) * WS + h) =
+                    make_float4(zz.x > 0.0f ? acc[r][0] : 0.0f, zz.y > 0.0f ? acc[r][1] : 0.0f,
+                                zz.z > 0.0f ? acc[r][2] : 0.0f, zz.w > 0.0f ? acc[r][3] : 0.0f);
+            }
+        }
+        __syncthreads();
+        /* Weight gradients of this tile (only reads of shared memory from
+         * here to the next tile). gw2[h][c] += sum_i relu(z[i][h]) gu[i][c]. */
+        for (int item = threadIdx.x; item < H4 * C; item += blockDim.x) {
+            const int c = item % C, h = (item / C) * 4;
+            float acc[4] = {};
+            for (int i = 0; i < nv; i++) {
+                const float4 r = mg_relu4(*reinterpret_cast<const float4 *>(z + (size_t)i * WS + h));
+                const float g = gu[i * C + c];
+                acc[0] = fmaf(r.x, g, acc[0]);
+                acc[1] = fmaf(r.y, g, acc[1]);
+                acc[2] = fmaf(r.z, g, acc[2]);
+                acc[3] = fmaf(r.w, g, acc[3]);
+            }
+            for (int q = 0; q < 4 && h + q < H; q++)
+                gw2[(size_t)(h + q) * C + c] += acc[q];
+        }
+        /* gb1[h] += sum_i gz[i][h]. */
+        for (int h = threadIdx.x; h < H; h += blockDim.x) {
+            float acc = 0.0f;
+            for (int i = 0; i < nv; i++)
+                acc += gz[(size_t)i * WS + h];
+            gb1[h] += acc;
+        }
+        /* gw1[k][h] += sum_i p[i][k] gz[i][h]: 4 rows k x 4 units h per thread. */
+        for (int item = threadIdx.x; item < (K + 3) / 4 * H4; item += blockDim.x) {
+            const int h = (item % H4) * 4, k0 = (item / H4) * 4;
+            float acc[4][4] = {};
+            for (int i = 0; i < nv; i++) {
+                const float4 g = *reinterpret_cast<const float4 *>(gz + (size_t)i * WS + h);
+#pragma unroll
+                for (int r = 0; r < 4; r++) {
+                    const float pv = k0 + r < K ? p[(size_t)i * K + k0 + r] : 0.0f;
+                    acc[r][0] = fmaf(pv, g.x, acc[r][0]);
+                    acc[r][1] = fmaf(pv, g.y, acc[r][1]);
+                    acc[r][2] = fmaf(pv, g.z, acc[r][2]);
+                    acc[r][3] = fmaf(pv, g.w, acc[r][3]);
+                }
+            }
+            for (int r = 0; r < 4 && k0 + r < K; r++)
+                for (int q = 0; q < 4 && h + q < H; q++)
+                    gw1[(size_t)(k0 + r) * H + h + q] += acc[r][q];
+        }
+        /* dL/dp[i][k] = sum_h gz[i][h] w1[k][h], one chain over h per value,
+         * to global memory for k_grad_input. */
+        for (int item = threadIdx.x; item < (MG_CUDA_TILE / 4) * K; item += blockDim.x) {
+            const int k = item % K, i0 = (item / K) * 4;
+            if (i0 >= nv)
+                continue;
+            float acc[4] = {};
+            for (int h = 0; h < HP; h += 4) {
+                const float4 v = *reinterpret_cast<const float4 *>(w1 + (size_t)k * WS + h);
+#pragma unroll
+                for (int r = 0; r < 4; r++) {
+                    const float4 g = *reinterpret_cast<const float4 *>(gz + (size_t)(i0 + r) * WS + h);
+                    acc[r] = fmaf(g.x, v.x, acc[r]);
+                    acc[r] = fmaf(g.y, v.y, acc[r]);
+                    acc[r] = fmaf(g.z, v.z, acc[r]);
+                    acc[r] = fmaf(g.w, v.w, acc[r]);
+                }
+            }
+            for (int r = 0; r < 4 && i0 + r < nv; r++)
+                w.d_gp[((size_t)b * cells + tile_cells[i0 + r]) * K + k] = acc[r];
+        }
+    }
+}
+
+__global__ void __launch_bounds__(256)
+k_grad_input(mg_cuda_step a, mg_cuda_work w, const unsigned char *__restrict__ alive,
+             const float *__restrict__ g_out, float *__restrict__ g_in)
+{
+    const int cells = a.height * a.width, C = a.channels, K = 3 * C, b = blockIdx.y;
+    const long long item = (long long)blockIdx.x * blockDim.x + threadIdx.x;
+    if (item >= (long long)cells * C)
+        return;
+    const int cell = (int)(item / C), c = (int)(item % C), y = cell / a.width, x = cell % a.width;
+    const size_t at = (size_t)b * cells + cell;
+    float g = alive[at] ? g_out[at * C + c] : 0.0f;
+    /* Source cell q = (y+dy, x+dx) sees this cell at offset (-dy, -dx). */
+    for (int dy = -1; dy <= 1; dy++) {
+        const int qy = y + dy;
+        if (qy < 0 || qy >= a.height)
+            continue;
+        for (int dx = -1; dx <= 1; dx++) {
+            const int qx = x + dx;
+            if (qx < 0 || qx >= a.width)
+                continue;
+            const size_t q = (size_t)b * cells + (size_t)qy * a.width + qx;
+            if (!w.d_flag[q])
+                continue;
+            const float *gp = w.d_gp + q * K;
+            if (dy == 0 && dx == 0)
+                g += gp[c];
+            else
+                g += fmaf(mg_sobel_x(-dy, -dx), gp[C + c], mg_sobel_y(-dy, -dx) * gp[2 * C + c]);
+        }
+    }
+    g_in[at * C + c] = g;
+}
+
+__global__ void __launch_bounds__(256) k_reduce_partials(int n_params, const float *__restrict__ partial,
+                                                         float *__restrict__ grads)
+{
+    const int b = blockIdx.y, i = blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= n_params)
+        return;
+    const float *src = partial + (size_t)b * MG_CUDA_GROUPS * n_params + i;
+    float sum = 0.0f;
+    for (int g = 0; g < MG_CUDA_GROUPS; g++)
+        sum += src[(size_t)g * n_params];
+    grads[(size_t)b * n_params + i] = sum;
+}
+
+cudaError_t mg_cuda_mlp_backward_configure(size_t bytes)
+{
+    return cudaFuncSetAttribute(k_mlp_backward, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)bytes);
+}
+
+extern "C" cudaError_t mg_cuda_step_backward(const mg_cuda_step *a, const mg_cuda_work *w, const float *d_s_in,
+                                             const unsigned char *d_alive, const float *d_g_out, float *d_g_in,
+                                             cudaStream_t stream)
+{
+    cudaError_t e = mg_cuda_select_backward(a, w, d_alive, stream);
+    if (e != cudaSuccess)
+        return e;
+    const size_t smem = mg_cuda_mlp_smem_bytes(a->channels, a->hidden);
+    k_mlp_backward<<<dim3(MG_CUDA_GROUPS, (unsigned)a->n), MG_CUDA_THREADS, smem, stream>>>(*a, *w, d_s_in,
+                                                                                          d_g_out);
+    const long long items = (long long)a->height * a->width * a->channels;
+    k_grad_input<<<dim3((unsigned)((items + 255) / 256), (unsigned)a->n), 256, 0, stream>>>(*a, *w, d_alive,
+                                                                                         d_g_out, d_g_in);
+    return cudaGetLastError();
+}
+
+extern "C" cudaError_t mg_cuda_reduce_partials(const mg_cuda_step *a, const mg_cuda_work *w, float *d_grads,
+                                               cudaStream_t stream)
+{
+    const int C = a->channels, H = a->hidden, P = 3 * C * H + H + H * C;
+    k_reduce_partials<<<dim3((unsigned)((P + 255) / 256), (unsigned)a->n), 256, 0, stream>>>(P, w->d_partial,
+                                                                                          d_grads);
+    return cudaGetLastError();
+}

@@ -1,0 +1,110 @@
+/* One NCA step forward on a batch of samples (mg_step_forward_f32's math).
+ *
+ * 1. k_select_forward + k_compact (step_select.cu): masks, the list of cells
+ *    whose MLP runs, and s_mid = s_in for every other cell.
+ * 2. k_mlp_forward: MG_CUDA_GROUPS blocks per sample, each staging w1, b1 and
+ *    w2 in shared memory once and then looping over tiles of MG_CUDA_TILE
+ *    active cells (tile j goes to block j mod GROUPS): perception of the tile
+ *    into shared memory, hidden layer (register-blocked 4 cells x 4 units per
+ *    thread), ReLU + output layer, and the update s_mid = s_in + du, all
+ *    fused, nothing but the state touching global memory.
+ * 3. k_finish: post-update alive mask, m = pre AND post (or pinned, or
+ *    frozen), s_out = m * s_mid, and m onto the tape. */
+#include "nca_device.cuh"
+#include "step_internal.cuh"
+
+__global__ void __launch_bounds__(MG_CUDA_THREADS)
+k_mlp_forward(mg_cuda_step a, mg_cuda_work w, const float *__restrict__ s_in, float *__restrict__ s_mid)
+{
+    extern __shared__ float4 smem_f4[];
+    float *sm = reinterpret_cast<float *>(smem_f4);
+    const mg_mlp_layout L = mg_mlp_layout_for(a.channels, a.hidden);
+    const int C = L.C, WS = L.WS, HP = L.HP, cells = a.height * a.width, b = blockIdx.y;
+    const int count = w.d_count[b], tiles = (count + MG_CUDA_TILE - 1) / MG_CUDA_TILE;
+    if ((int)blockIdx.x >= tiles)
+        return; /* the whole block leaves together: no barrier is skipped */
+    mg_stage_weights(L, a.d_params, sm);
+    const float *s = s_in + (size_t)b * cells * C;
+    const int *active = w.d_active + (size_t)b * cells;
+    int *tile_cells = reinterpret_cast<int *>(sm + L.cells);
+    for (int tile = blockIdx.x; tile < tiles; tile += gridDim.x) {
+        const int first = tile * MG_CUDA_TILE;
+        const int nv = count - first < MG_CUDA_TILE ? count - first : MG_CUDA_TILE;
+        __syncthreads(); /* the previous tile is finished with shared memory */
+        if (threadIdx.x < MG_CUDA_TILE)
+            tile_cells[threadIdx.x] = (int)threadIdx.x < nv ? active[first + threadIdx.x] : 0;
+        __syncthreads();
+        mg_perceive_tile(L, s, a.height, a.width, tile_cells, nv, sm + L.p);
+        __syncthreads();
+        mg_hidden_tile(L, sm, sm + L.z);
+        __syncthreads();
+        /* du[t][c] = relu(z[t]) . w2[:, c], one FMA chain over h from 0; then
+         * the update of the channels the cell's freeze state lets change. */
+        for (int item = threadIdx.x; item < nv * C; item += blockDim.x) {
+            const int t = item / C, c = item % C, cell = tile_cells[t];
+            const float *zr = sm + L.z + (size_t)t * WS, *wr = sm + L.w2t + (size_t)c * WS;
+            float u = 0.0f;
+            for (int h = 0; h < HP; h += 4) {
+                const float4 r = mg_relu4(*reinterpret_cast<const float4 *>(zr + h));
+                const float4 v = *reinterpret_cast<const float4 *>(wr + h);
+                u = fmaf(r.x, v.x, u);
+                u = fmaf(r.y, v.y, u);
+                u = fmaf(r.z, v.z, u);
+                u = fmaf(r.w, v.w, u);
+            }
+            const bool rgba_frozen = mg_dev_frozen(a.d_freeze, cell) == MG_DEV_CELL_FROZEN_RGBA;
+            const float old = s[(size_t)cell * C + c];
+            s_mid[((size_t)b * cells + cell) * C + c] = rgba_frozen && c < 4 ? old : old + u;
+        }
+    }
+}
+
+__global__ void __launch_bounds__(256)
+k_finish(mg_cuda_step a, mg_cuda_work w, const float *__restrict__ s_mid, float *__restrict__ s_out,
+         unsigned char *__restrict__ alive_out)
+{
+    const int cells = a.height * a.width, C = a.channels, b = blockIdx.y;
+    const int cell = blockIdx.x * blockDim.x + threadIdx.x;
+    if (cell >= cells)
+        return;
+    const size_t at = (size_t)b * cells + cell;
+    const float *s = s_mid + (size_t)b * cells * C;
+    const bool post = mg_alive_at(s, a.height, a.width, C, cell / a.width, cell % a.width, a.alive_threshold);
+    const bool frozen = mg_dev_frozen(a.d_freeze, cell) == MG_DEV_CELL_FROZEN;
+    const bool m = (post && w.d_pre[at]) || cell == a.pin_cell || frozen;
+    const float *src = s + (size_t)cell * C;
+    float *dst = s_out + at * C;
+    for (int c = 0; c < C; c++)
+        dst[c] = m ? src[c] : 0.0f;
+    if (alive_out)
+        alive_out[at] = m;
+}
+
+extern "C" size_t mg_cuda_mlp_smem_bytes(int channels, int hidden)
+{
+    return mg_mlp_layout_for(channels, hidden).total * sizeof(float);
+}
+
+/* Defined in step_backward.cu. */
+cudaError_t mg_cuda_mlp_backward_configure(size_t bytes);
+
+extern "C" cudaError_t mg_cuda_mlp_configure(size_t bytes)
+{
+    cudaError_t e = cudaFuncSetAttribute(k_mlp_forward, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)bytes);
+    return e != cudaSuccess ? e : mg_cuda_mlp_backward_configure(bytes);
+}
+
+extern "C" cudaError_t mg_cuda_step_forward(const mg_cuda_step *a, const mg_cuda_work *w, const float *d_s_in,
+                                            float *d_s_mid, float *d_s_out, unsigned char *d_alive_out,
+                                            cudaStream_t stream)
+{
+    cudaError_t e = mg_cuda_select_forward(a, w, d_s_in, d_s_mid, stream);
+    if (e != cudaSuccess)
+        return e;
+    const size_t smem = mg_cuda_mlp_smem_bytes(a->channels, a->hidden);
+    k_mlp_forward<<<dim3(MG_CUDA_GROUPS, (unsigned)a->n), MG_CUDA_THREADS, smem, stream>>>(*a, *w, d_s_in, d_s_mid);
+    const int cells = a->height * a->width;
+    k_finish<<<dim3((unsigned)((cells + 255) / 256), (unsigned)a->n), 256, 0, stream>>>(*a, *w, d_s_mid, d_s_out,
+                                                                                      d_alive_out);
+    return cudaGetLastError();
+}

@@ -1,0 +1,13 @@
+/* Launchers shared between the step kernel files (C++ linkage, internal). */
+#ifndef MORPHOGEN_KERNELS_STEP_INTERNAL_CUH
+#define MORPHOGEN_KERNELS_STEP_INTERNAL_CUH
+
+#include "mg_cuda.h"
+
+/* step_select.cu: flags + compaction of the cells whose MLP runs. */
+cudaError_t mg_cuda_select_forward(const mg_cuda_step *a, const mg_cuda_work *w, const float *d_s_in,
+                                   float *d_s_mid, cudaStream_t stream);
+cudaError_t mg_cuda_select_backward(const mg_cuda_step *a, const mg_cuda_work *w, const unsigned char *d_alive,
+                                    cudaStream_t stream);
+
+#endif

@@ -1,0 +1,121 @@
+/* Which cells run the MLP in a step, and their compaction into a list.
+ *
+ * Exact sparsity, as on the CPU: forward, a cell runs the MLP iff it fires,
+ * is not frozen, and is alive before the step or pinned (any other update
+ * would be discarded by the fire or alive mask); backward, iff its mask m is
+ * set, it fired and is not frozen. The list of such cells is built per sample
+ * by a block-wide prefix sum in ascending cell order: the output is a pure
+ * function of the flags, so it is the same on every run (no atomics). */
+#include <cub/block/block_scan.cuh>
+
+#include "nca_device.cuh"
+#include "philox.cuh"
+
+#define SELECT_THREADS 256
+#define COMPACT_THREADS 1024
+
+/* Forward: pre-update alive mask, MLP flag, and the copy-through of cells
+ * whose MLP does not run (s_mid = s_in; the MLP kernel writes the others). */
+__global__ void __launch_bounds__(SELECT_THREADS)
+k_select_forward(mg_cuda_step a, mg_cuda_work w, const float *__restrict__ s_in, float *__restrict__ s_mid)
+{
+    const int cells = a.height * a.width, C = a.channels, b = blockIdx.y;
+    const int cell = blockIdx.x * blockDim.x + threadIdx.x;
+    if (cell >= cells)
+        return;
+    const float *s = s_in + (size_t)b * cells * C;
+    const bool pre = mg_alive_at(s, a.height, a.width, C, cell / a.width, cell % a.width, a.alive_threshold);
+    const bool fires = mg_fires(a.seed, a.iteration, a.d_sample_index[b], (uint32_t)a.step, a.fire_threshold,
+                                (uint32_t)cell);
+    const bool frozen = mg_dev_frozen(a.d_freeze, cell) == MG_DEV_CELL_FROZEN;
+    const bool run = fires && !frozen && (pre || cell == a.pin_cell);
+    const size_t at = (size_t)b * cells + cell;
+    w.d_pre[at] = pre;
+    w.d_flag[at] = run;
+    if (!run) {
+        const float *src = s + (size_t)cell * C;
+        float *dst = s_mid + at * C;
+        for (int c = 0; c < C; c++)
+            dst[c] = src[c];
+    }
+}
+
+/* Backward: the cells that carry a gradient into the MLP. */
+__global__ void __launch_bounds__(SELECT_THREADS)
+k_select_backward(mg_cuda_step a, mg_cuda_work w, const unsigned char *__restrict__ alive)
+{
+    const int cells = a.height * a.width, b = blockIdx.y;
+    const int cell = blockIdx.x * blockDim.x + threadIdx.x;
+    if (cell >= cells)
+        return;
+    const size_t at = (size_t)b * cells + cell;
+    const bool frozen = mg_dev_frozen(a.d_freeze, cell) == MG_DEV_CELL_FROZEN;
+    w.d_flag[at] = alive[at] && !frozen &&
+                   mg_fires(a.seed, a.iteration, a.d_sample_index[b], (uint32_t)a.step, a.fire_threshold,
+                            (uint32_t)cell);
+}
+
+/* One block per sample: active[b][0..count) = cells with flag set, ascending. */
+__global__ void __launch_bounds__(COMPACT_THREADS) k_compact(int cells, mg_cuda_work w)
+{
+    typedef cub::BlockScan<int, COMPACT_THREADS> Scan;
+    __shared__ typename Scan::TempStorage scan_tmp;
+    const int b = blockIdx.x;
+    const unsigned char *flag = w.d_flag + (size_t)b * cells;
+    int *active = w.d_active + (size_t)b * cells;
+    int base = 0;
+    for (int first = 0; first < cells; first += COMPACT_THREADS) {
+        const int cell = first + threadIdx.x;
+        const int f = cell < cells && flag[cell];
+        int pos, total;
+        Scan(scan_tmp).ExclusiveSum(f, pos, total);
+        if (f)
+            active[base + pos] = cell;
+        base += total;
+        __syncthreads(); /* scan_tmp is reused by the next chunk */
+    }
+    if (threadIdx.x == 0)
+        w.d_count[b] = base;
+}
+
+__global__ void k_fire_mask(uint64_t seed, uint32_t iteration, uint32_t sample, uint32_t step, uint32_t threshold,
+                            int n_cells, unsigned char *fire)
+{
+    const int cell = blockIdx.x * blockDim.x + threadIdx.x;
+    if (cell < n_cells)
+        fire[cell] = mg_fires(seed, iteration, sample, step, threshold, (uint32_t)cell);
+}
+
+static dim3 cell_grid(const mg_cuda_step *a)
+{
+    const int cells = a->height * a->width;
+    return dim3((unsigned)((cells + SELECT_THREADS - 1) / SELECT_THREADS), (unsigned)a->n);
+}
+
+/* Internal to the step launchers (step_forward.cu, step_backward.cu). */
+cudaError_t mg_cuda_select_forward(const mg_cuda_step *a, const mg_cuda_work *w, const float *d_s_in,
+                                   float *d_s_mid, cudaStream_t stream)
+{
+    k_select_forward<<<cell_grid(a), SELECT_THREADS, 0, stream>>>(*a, *w, d_s_in, d_s_mid);
+    k_compact<<<a->n, COMPACT_THREADS, 0, stream>>>(a->height * a->width, *w);
+    return cudaGetLastError();
+}
+
+cudaError_t mg_cuda_select_backward(const mg_cuda_step *a, const mg_cuda_work *w, const unsigned char *d_alive,
+                                    cudaStream_t stream)
+{
+    k_select_backward<<<cell_grid(a), SELECT_THREADS, 0, stream>>>(*a, *w, d_alive);
+    k_compact<<<a->n, COMPACT_THREADS, 0, stream>>>(a->height * a->width, *w);
+    return cudaGetLastError();
+}
+
+extern "C" cudaError_t mg_cuda_fire_mask(uint64_t seed, uint32_t iteration, uint32_t sample, uint32_t step,
+                                         uint32_t threshold, int n_cells, unsigned char *d_fire,
+                                         cudaStream_t stream)
+{
+    if (n_cells <= 0)
+        return cudaSuccess;
+    k_fire_mask<<<(n_cells + 255) / 256, 256, 0, stream>>>(seed, iteration, sample, step, threshold, n_cells,
+                                                           d_fire);
+    return cudaGetLastError();
+}

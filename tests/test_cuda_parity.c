@@ -1,0 +1,405 @@
+/* The cuda backend against the CPU reference backend (float32), and its
+ * determinism. Built only with CUDA (MORPHOGEN_CUDA); on a machine without a
+ * usable CUDA device every test prints why and is skipped.
+ *
+ * Inputs: random weights scaled so activations stay O(1), random live
+ * states (each cell alive with probability 0.6, alpha in [0.3, 1], other
+ * channels in [-1, 1]; never all zeros), random targets; grids that are not
+ * multiples of the kernels' tile of 32 cells (5x7, 9x11, 33x31, 40x24, 72x72, 6x6, 8x9),
+ * channel and hidden counts that are not multiples of 4 (C = 5, H = 1, 5, 7,
+ * 30), fire rate 0.5 and 1, alive masking (only the left half of each grid
+ * starts alive), a pinned cell in the dead half, both freeze kinds (frozen
+ * cells with sub-threshold alpha in the dead half), BPTT checkpointing
+ * (checkpoint_steps 0, 2, 3, 4, and 100 > steps), 0 steps, rollouts shorter
+ * than the backend's maximum, and a smaller batch after a larger one.
+ *
+ * Tolerance (fp32): the GPU sums the same terms as the CPU in a different
+ * order (per-block partial weight-gradient sums, another register blocking).
+ * Each implementation is within ~1e-6 of the double-precision reference
+ * relative to a tensor's largest magnitude (tests/test_nca_precision.c holds
+ * the CPU float build to 1e-4 of double for 12 steps); so the two float
+ * implementations must agree to 1e-4 of each tensor's largest magnitude
+ * (final states, every parameter gradient tensor, dL/ds0 per sample), a 50x
+ * margin over accumulated rounding, while any real error (a missing term, a
+ * wrong index or mask) is off by O(1). Losses are sums in double of
+ * per-element squares of those states: relative 1e-5. An alive mask flipped by
+ * rounding would show as an O(1) difference; with alpha away from the threshold
+ * at the start and few steps this is improbable, and the test would say so.
+ *
+ * Outputs are poisoned with NaN before every run, so an element the GPU never
+ * writes fails the comparison. The GPU runs twice and must give bitwise
+ * identical results; its fire masks must be bit-identical to mg_fire_mask. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cuda_runtime_api.h>
+
+#include "mg_cuda.h"
+#include "morphogen/backend.h"
+#include "morphogen/config.h"
+#include "morphogen/rng.h"
+#include "nca_fixture.h"
+
+#define RTOL 1e-4
+#define LOSS_RTOL 1e-5
+
+static int have_device = -1;
+static char no_device_why[256];
+
+static void require_device(void)
+{
+    if (have_device < 0) {
+        have_device = mg_cuda_device_available(no_device_why, sizeof no_device_why);
+        if (!have_device)
+            printf("test_cuda_parity: skipped: no usable CUDA device (%s)\n", no_device_why);
+    }
+    if (!have_device)
+        skip();
+}
+
+typedef struct parity_case {
+    const char *name;
+    mg_nca_dims dims;
+    int steps, checkpoint_steps, n;
+    double fire_rate;
+    int pin, freeze;
+} parity_case;
+
+static float *alloc_floats(size_t n)
+{
+    float *p = malloc(sizeof(float) * (n ? n : 1));
+    assert_non_null(p);
+    return p;
+}
+
+static void poison(float *p, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        p[i] = NAN;
+}
+
+/* Weights with O(1) activations for any C and H: w1 ~ U(+-1.7/sqrt(3C)),
+ * b1 ~ U(+-0.2), w2 ~ U(+-0.5/sqrt(H)). */
+static void random_params(const mg_nca_dims *d, float *p)
+{
+    mg_tensor_desc t[3];
+    mg_param_layout(d, t);
+    const double scale[3] = {1.7 / sqrt(3.0 * d->channels), 0.2, 0.5 / sqrt((double)d->hidden)};
+    for (int k = 0; k < 3; k++)
+        for (int64_t i = 0; i < t[k].size; i++)
+            p[t[k].offset + i] = (float)fixture_uniform(300u + (uint32_t)k, (uint32_t)i, -scale[k], scale[k]);
+}
+
+/* Largest |a - b| must be within rtol of max |b| (b = CPU reference). */
+static void expect_close(const char *case_name, const char *what, int sample, const float *a, const float *b,
+                         size_t n, double rtol)
+{
+    double scale = 0, worst = 0;
+    size_t worst_i = 0;
+    for (size_t i = 0; i < n; i++)
+        scale = fmax(scale, fabs((double)b[i]));
+    for (size_t i = 0; i < n; i++) {
+        const double e = fabs((double)a[i] - (double)b[i]);
+        if (!(e <= worst)) { /* NaN (an unwritten, poisoned element) lands here */
+            worst = isnan(e) ? INFINITY : e;
+            worst_i = i;
+        }
+    }
+    if (!(worst <= rtol * scale)) {
+        fprintf(stderr, "%s: %s (sample %d): max |gpu - cpu| = %.3e at %zu (gpu %.9e, cpu %.9e), scale %.3e\n",
+                case_name, what, sample, worst, worst_i, (double)a[worst_i], (double)b[worst_i], scale);
+        fail();
+    }
+}
+
+typedef struct frame_log {
+    int calls, last_step;
+    float *last;
+    size_t n;
+} frame_log;
+
+static int record_frame(void *ctx, int step, const float *state, mg_error *err)
+{
+    (void)err;
+    frame_log *log = ctx;
+    log->calls++;
+    log->last_step = step;
+    memcpy(log->last, state, sizeof(float) * log->n);
+    return 0;
+}
+
+typedef struct run_out {
+    float *states, *grads, *grad_states;
+    double *loss;
+} run_out;
+
+static void run_batch(mg_backend *be, mg_batch_job job, const float *s0, run_out *out, size_t n_state_all,
+                      size_t n_grads)
+{
+    memcpy(out->states, s0, sizeof(float) * n_state_all);
+    poison(out->grads, n_grads);
+    poison(out->grad_states, n_state_all);
+    for (int b = 0; b < job.n; b++)
+        out->loss[b] = NAN;
+    job.states = out->states;
+    job.grads = out->grads;
+    job.grad_states = out->grad_states;
+    job.loss = out->loss;
+    mg_error err = {{0}};
+    if (be->ops->batch(be, &job, &err) != 0) {
+        fprintf(stderr, "%s backend: %s\n", be->ops->name, err.msg);
+        fail();
+    }
+}
+
+static void run_case(const parity_case *pc)
+{
+    require_device();
+    const mg_nca_dims *d = &pc->dims;
+    const int n = pc->n, cells = mg_cells(d), C = d->channels;
+    const size_t n_state = (size_t)cells * C, n_all = n_state * n;
+    mg_tensor_desc t[3];
+    const int64_t P = mg_param_layout(d, t);
+
+    mg_config cfg;
+    mg_config_defaults(&cfg);
+    cfg.checkpoint_steps = pc->checkpoint_steps;
+    mg_error err = {{0}};
+    /* A maximum above the rollout length: the tape is sized for max_steps,
+     * the rollouts use fewer. */
+    const int max_steps = pc->steps + 3;
+    mg_backend *cpu = mg_backend_cpu_create(&cfg, d, max_steps, &err);
+    assert_non_null(cpu);
+    mg_backend *gpu = mg_backend_cuda_create(&cfg, d, max_steps, &err);
+    if (!gpu) {
+        fprintf(stderr, "%s: %s\n", pc->name, err.msg);
+        fail();
+    }
+
+    float *params = alloc_floats((size_t)P), *s0 = alloc_floats(n_all), *targets = alloc_floats((size_t)cells * 4 * 2);
+    double *s0d = malloc(sizeof(double) * n_state);
+    assert_non_null(s0d);
+    random_params(d, params);
+    unsigned char *freeze = malloc((size_t)cells);
+    assert_non_null(freeze);
+    for (int cell = 0; cell < cells; cell++)
+        freeze[cell] = cell % 7 == 3 ? MG_CELL_FROZEN : cell % 11 == 5 ? MG_CELL_FROZEN_RGBA : MG_CELL_FREE;
+    /* The pinned cell sits on the right edge, in the dead half (below). */
+    const int pin_cell = pc->pin ? (d->height / 2) * d->width + d->width - 1 : -1;
+    for (int b = 0; b < n; b++) {
+        fixture_state(d, 40u + (uint32_t)b, 0.6, s0d);
+        float *sb = s0 + (size_t)b * n_state;
+        to_float(s0d, sb, n_state);
+        /* Only the left half lives: with live cells everywhere (density 0.6)
+         * nearly every 3x3 pool is alive and the masks would never matter.
+         * Here cells die and are born along the border, the pinned cell lives
+         * only because it is pinned, and fully frozen cells in the dead half
+         * hold a state with alpha below the threshold that only the "frozen
+         * is never killed" rule keeps. */
+        for (int cell = 0; cell < cells; cell++) {
+            if (2 * (cell % d->width) < d->width)
+                continue;
+            float *sc = sb + (size_t)cell * C;
+            const int kept = pc->freeze && freeze[cell] == MG_CELL_FROZEN;
+            for (int c = 0; c < C; c++)
+                sc[c] = kept ? (c == 3 ? 0.05f : (float)fixture_uniform(70u + (uint32_t)b, (uint32_t)(cell * C + c), -1, 1))
+                             : 0.0f;
+        }
+    }
+    for (int i = 0; i < cells * 4 * 2; i++)
+        targets[i] = (float)fixture_uniform(60, (uint32_t)i, 0, 1);
+    uint32_t sample_index[8];
+    int32_t target_index[8];
+    assert_true(n <= 8);
+    for (int b = 0; b < n; b++) {
+        sample_index[b] = 3u + 1000u * (uint32_t)b;
+        target_index[b] = b % 2;
+    }
+    const mg_batch_job job = {
+        .dims = *d,
+        .rules = {mg_fire_threshold(pc->fire_rate), 0.1, pin_cell, pc->freeze ? freeze : NULL},
+        .seed = 0x1234567890ABCDEFull,
+        .iteration = 5,
+        .steps = pc->steps,
+        .n = n,
+        .sample_index = sample_index,
+        .target_index = target_index,
+        .targets = targets,
+        .params = params,
+        .n_params = P,
+    };
+
+    run_out ref, run[2];
+    run_out *all[3] = {&ref, &run[0], &run[1]};
+    for (int i = 0; i < 3; i++) {
+        all[i]->states = alloc_floats(n_all);
+        all[i]->grads = alloc_floats((size_t)P * n);
+        all[i]->grad_states = alloc_floats(n_all);
+        all[i]->loss = malloc(sizeof(double) * n);
+        assert_non_null(all[i]->loss);
+    }
+    run_batch(cpu, job, s0, &ref, n_all, (size_t)P * n);
+    run_batch(gpu, job, s0, &run[0], n_all, (size_t)P * n);
+    run_batch(gpu, job, s0, &run[1], n_all, (size_t)P * n);
+
+    for (int b = 0; b < n; b++) {
+        const size_t so = (size_t)b * n_state, go = (size_t)b * P;
+        expect_close(pc->name, "final state", b, run[0].states + so, ref.states + so, n_state, RTOL);
+        for (int k = 0; k < 3; k++)
+            expect_close(pc->name, t[k].name, b, run[0].grads + go + t[k].offset, ref.grads + go + t[k].offset,
+                         (size_t)t[k].size, RTOL);
+        expect_close(pc->name, "dL/ds0", b, run[0].grad_states + so, ref.grad_states + so, n_state, RTOL);
+        const double rel = fabs(run[0].loss[b] - ref.loss[b]) / fmax(fabs(ref.loss[b]), 1e-30);
+        if (!(rel <= LOSS_RTOL)) {
+            fprintf(stderr, "%s: loss of sample %d: gpu %.12e cpu %.12e\n", pc->name, b, run[0].loss[b], ref.loss[b]);
+            fail();
+        }
+    }
+    /* Deterministic: the second run gives the same bits. */
+    assert_memory_equal(run[0].states, run[1].states, sizeof(float) * n_all);
+    assert_memory_equal(run[0].grads, run[1].grads, sizeof(float) * (size_t)P * n);
+    assert_memory_equal(run[0].grad_states, run[1].grad_states, sizeof(float) * n_all);
+    assert_memory_equal(run[0].loss, run[1].loss, sizeof(double) * n);
+
+    /* Forward only (no tape): the same final states and losses, bit for bit. */
+    mg_batch_job fwd = job;
+    fwd.states = run[1].states;
+    fwd.loss = run[1].loss;
+    memcpy(run[1].states, s0, sizeof(float) * n_all);
+    for (int b = 0; b < n; b++)
+        run[1].loss[b] = NAN;
+    assert_int_equal(gpu->ops->batch(gpu, &fwd, &err), 0);
+    assert_memory_equal(run[0].states, run[1].states, sizeof(float) * n_all);
+    assert_memory_equal(run[0].loss, run[1].loss, sizeof(double) * n);
+
+    /* A smaller batch on buffers sized for the larger one: samples are
+     * independent, so the first n - 1 give the same bits as before. */
+    if (n > 1) {
+        mg_batch_job small = job;
+        small.n = n - 1;
+        run_batch(gpu, small, s0, &run[1], n_state * (n - 1), (size_t)P * (n - 1));
+        assert_memory_equal(run[0].states, run[1].states, sizeof(float) * n_state * (n - 1));
+        assert_memory_equal(run[0].grads, run[1].grads, sizeof(float) * (size_t)P * (n - 1));
+        assert_memory_equal(run[0].grad_states, run[1].grad_states, sizeof(float) * n_state * (n - 1));
+        assert_memory_equal(run[0].loss, run[1].loss, sizeof(double) * (n - 1));
+    }
+
+    /* The frame-reporting rollout of sample 0 against the CPU's. */
+    float *rs[2] = {alloc_floats(n_state), alloc_floats(n_state)};
+    float *last[2] = {alloc_floats(n_state), alloc_floats(n_state)};
+    mg_backend *bes[2] = {cpu, gpu};
+    frame_log logs[2];
+    for (int i = 0; i < 2; i++) {
+        memcpy(rs[i], s0, sizeof(float) * n_state);
+        poison(last[i], n_state);
+        logs[i] = (frame_log){0, -1, last[i], n_state};
+        const mg_rollout_job rj = {*d, job.rules, job.seed, job.iteration, sample_index[0], pc->steps, params,
+                                   rs[i], record_frame, &logs[i]};
+        assert_int_equal(bes[i]->ops->rollout(bes[i], &rj, &err), 0);
+    }
+    assert_int_equal(logs[1].calls, pc->steps + 1);
+    assert_int_equal(logs[1].last_step, pc->steps);
+    expect_close(pc->name, "rollout final frame", 0, last[1], last[0], n_state, RTOL);
+    expect_close(pc->name, "rollout final state", 0, rs[1], rs[0], n_state, RTOL);
+    assert_memory_equal(rs[1], run[0].states, sizeof(float) * n_state); /* same kernels as the batch */
+    assert_true(gpu->ops->peak_tape_bytes(gpu) > 0);
+
+    for (int i = 0; i < 2; i++) {
+        free(rs[i]);
+        free(last[i]);
+    }
+    for (int i = 0; i < 3; i++) {
+        free(all[i]->states);
+        free(all[i]->grads);
+        free(all[i]->grad_states);
+        free(all[i]->loss);
+    }
+    free(params), free(s0), free(s0d), free(targets), free(freeze);
+    mg_backend_destroy(cpu);
+    mg_backend_destroy(gpu);
+}
+
+static const parity_case CASES[] = {
+    {"5x7 C=8 H=16, pin, freeze", {5, 7, 8, 16}, 6, 0, 3, 0.5, 1, 1},
+    {"9x11 C=5 H=7, freeze, checkpoint 3", {9, 11, 5, 7}, 7, 3, 2, 0.5, 0, 1},
+    {"33x31 C=16 H=30, pin, freeze, checkpoint 3", {33, 31, 16, 30}, 8, 3, 2, 0.5, 1, 1},
+    {"40x24 C=12 H=64, fire 1", {40, 24, 12, 64}, 5, 0, 2, 1.0, 0, 0},
+    {"72x72 C=16 H=128 (Distill), pin, checkpoint 4", {72, 72, 16, 128}, 10, 4, 2, 0.5, 1, 0},
+    {"6x6 C=4 H=1, pin, freeze, checkpoint 100 > steps", {6, 6, 4, 1}, 5, 100, 2, 0.5, 1, 1},
+    {"8x9 C=4 H=5, 0 steps", {8, 9, 4, 5}, 0, 2, 2, 0.5, 0, 1},
+};
+
+static void test_case_0(void **state) { (void)state; run_case(&CASES[0]); }
+static void test_case_1(void **state) { (void)state; run_case(&CASES[1]); }
+static void test_case_2(void **state) { (void)state; run_case(&CASES[2]); }
+static void test_case_3(void **state) { (void)state; run_case(&CASES[3]); }
+static void test_case_4(void **state) { (void)state; run_case(&CASES[4]); }
+static void test_case_5(void **state) { (void)state; run_case(&CASES[5]); }
+static void test_case_6(void **state) { (void)state; run_case(&CASES[6]); }
+
+/* Device fire masks equal mg_fire_mask bit for bit, over several keys, rates
+ * and a cell count that is no multiple of the launch's block. */
+static void test_fire_masks(void **state)
+{
+    (void)state;
+    require_device();
+    const int n_cells = 72 * 72 + 13;
+    unsigned char *host = malloc((size_t)n_cells), *dev_copy = malloc((size_t)n_cells), *d_fire = NULL;
+    assert_non_null(host);
+    assert_non_null(dev_copy);
+    assert_int_equal(cudaMalloc((void **)&d_fire, (size_t)n_cells), cudaSuccess);
+    const uint64_t seeds[] = {0, 1, 0xFFFFFFFFull, 0x1234567890ABCDEFull};
+    const double rates[] = {0.0, 0.5, 0.123, 1.0};
+    for (size_t s = 0; s < sizeof seeds / sizeof seeds[0]; s++)
+        for (size_t r = 0; r < sizeof rates / sizeof rates[0]; r++)
+            for (uint32_t step = 0; step < 200; step += 67) {
+                const uint32_t thr = mg_fire_threshold(rates[r]), it = 7u + (uint32_t)s, sample = 1000u * (uint32_t)r;
+                mg_fire_mask(seeds[s], it, sample, step, thr, n_cells, host);
+                memset(dev_copy, 0xAA, (size_t)n_cells); /* poison */
+                assert_int_equal(mg_cuda_fire_mask(seeds[s], it, sample, step, thr, n_cells, d_fire, 0), cudaSuccess);
+                assert_int_equal(cudaMemcpy(dev_copy, d_fire, (size_t)n_cells, cudaMemcpyDeviceToHost), cudaSuccess);
+                assert_memory_equal(host, dev_copy, (size_t)n_cells);
+            }
+    cudaFree(d_fire);
+    free(host);
+    free(dev_copy);
+}
+
+/* A model whose shared-memory tiles exceed the GPU is refused with one line. */
+static void test_too_large_model_refused(void **state)
+{
+    (void)state;
+    require_device();
+    mg_config cfg;
+    mg_config_defaults(&cfg);
+    const mg_nca_dims d = {8, 8, 128, 1024};
+    mg_error err = {{0}};
+    mg_backend *be = mg_backend_cuda_create(&cfg, &d, 4, &err);
+    assert_null(be);
+    assert_non_null(strstr(err.msg, "shared memory"));
+    assert_null(strchr(err.msg, '\n'));
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_fire_masks),
+        cmocka_unit_test(test_case_0),
+        cmocka_unit_test(test_case_1),
+        cmocka_unit_test(test_case_2),
+        cmocka_unit_test(test_case_3),
+        cmocka_unit_test(test_case_4),
+        cmocka_unit_test(test_case_5),
+        cmocka_unit_test(test_case_6),
+        cmocka_unit_test(test_too_large_model_refused),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
