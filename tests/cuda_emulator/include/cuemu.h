@@ -1,0 +1,132 @@
+/* Device side of the CUDA emulator: what a kernel file of kernels/ needs,
+ * besides the runtime API, to compile as host C++ and run on the CPU.
+ *
+ * generate.cmake writes a copy of every kernels/ source (.cu, .cuh) into the
+ * build tree with `#include "cuemu.h"` on top, and rewrites the constructs
+ * that no header can express: launches k<<<grid, block, smem, stream>>>(...)
+ * become cuemu_kernel(k, "k", grid, block, smem, stream)(...), and
+ * __shared__ declarations become calls into the emulator (see there). The
+ * rest of CUDA C++ that the kernels use is defined here; anything else is a
+ * compile error in the emulated build, on purpose. */
+#ifndef CUEMU_H
+#define CUEMU_H
+
+#include <math.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <tuple>
+#include <utility>
+
+#include <cuda_runtime_api.h>
+
+/* ---- built-in types and variables (layouts as CUDA's vector_types.h) ---- */
+struct uint3 {
+    unsigned int x, y, z;
+};
+struct dim3 {
+    unsigned int x, y, z;
+    constexpr dim3(unsigned int vx = 1, unsigned int vy = 1, unsigned int vz = 1) : x(vx), y(vy), z(vz) {}
+};
+struct alignas(16) float4 {
+    float x, y, z, w;
+};
+static inline float4 make_float4(float x, float y, float z, float w) { return float4{x, y, z, w}; }
+
+/* Set by the emulator for the thread that runs (launch.cc). */
+extern uint3 threadIdx, blockIdx;
+extern dim3 blockDim, gridDim;
+
+/* ---- qualifiers: host code runs everything ---- */
+#define __global__
+#define __device__
+#define __host__
+#define __forceinline__ inline
+#define __noinline__ __attribute__((noinline))
+/* Erased here; generate.cmake registers the bound, and a launch with more
+ * threads fails as on a GPU. */
+#define __launch_bounds__(...)
+
+/* ---- intrinsics ---- */
+static inline unsigned int __umulhi(unsigned int a, unsigned int b)
+{
+    return (unsigned int)(((unsigned long long)a * b) >> 32);
+}
+
+/* ---- barriers and shared memory (launch.cc) ---- */
+
+/* Prints "cuda_emulator: ERROR: ..." with the kernel, block and thread that
+ * runs, and aborts: for mistakes that would hang, race or fault on a GPU. */
+[[noreturn]] void cuemu_fatal(const char *format, ...) __attribute__((format(printf, 1, 2)));
+
+/* Suspends the calling thread until every thread of its block has reached
+ * a barrier; all of them must reach this same one (file and line), else
+ * the emulator stops with an error. */
+void cuemu_syncthreads(const char *file, int line);
+#define __syncthreads() cuemu_syncthreads(__FILE__, __LINE__)
+
+/* `extern __shared__ T name[];` becomes `T *name = (T *)cuemu_dynamic_shared();`:
+ * the launch's dynamic shared memory, fresh for each block and filled with
+ * 0xFF bytes (NaN floats) so that reading what no thread wrote shows. */
+void *cuemu_dynamic_shared(void);
+
+/* `__shared__ T name[N];` becomes `static T name[N]; cuemu_static_shared(&name, sizeof name);`:
+ * one object for all blocks (they run one after another), refilled with
+ * 0xFF bytes when the first thread of each block declares it. */
+void cuemu_static_shared(void *object, size_t bytes);
+
+/* Generated for every kernel declared with __launch_bounds__(n). */
+int cuemu_register_launch_bounds(const void *kernel, int max_threads);
+
+/* ---- launches ---- */
+struct cuemu_launch_config {
+    const void *kernel;
+    const char *name;
+    dim3 grid, block;
+    size_t dynamic_smem;
+    cudaStream_t stream;
+};
+
+/* Checks the configuration (a refused launch sets the last error, as on a
+ * GPU), then runs thread_body(ctx) once per thread of the grid. */
+void cuemu_launch(const cuemu_launch_config &config, void (*thread_body)(void *ctx), void *ctx);
+
+template <class... P> struct cuemu_launch_expr {
+    void (*kernel)(P...);
+    cuemu_launch_config config;
+
+    template <class... A> void operator()(A &&...args) const
+    {
+        /* The arguments are converted to the parameter types once, at the
+         * launch, as CUDA does; std::apply then passes each thread its own
+         * copies, as every GPU thread has its own parameters. */
+        std::tuple<P...> params(std::forward<A>(args)...);
+        struct bound {
+            void (*kernel)(P...);
+            std::tuple<P...> *params;
+        } b{kernel, &params};
+        cuemu_launch(
+            config, [](void *ctx) {
+                bound *self = static_cast<bound *>(ctx);
+                std::apply(self->kernel, *self->params);
+            },
+            &b);
+    }
+};
+
+template <class... P>
+cuemu_launch_expr<P...> cuemu_kernel(void (*kernel)(P...), const char *name, dim3 grid, dim3 block,
+                                     size_t dynamic_smem = 0, cudaStream_t stream = 0)
+{
+    return {kernel, {reinterpret_cast<const void *>(kernel), name, grid, block, dynamic_smem, stream}};
+}
+
+/* ---- for the emulator's own self-check (selfcheck.cu) ---- */
+
+/* Order in which the threads of a block run between barriers, and the
+ * blocks of a grid: "forward", "reverse" or "shuffled" (a new pseudo-random
+ * permutation each time, from `seed`). MG_CUEMU_ORDER and MG_CUEMU_SEED set
+ * it at start. */
+void cuemu_set_order(const char *order, unsigned long long seed);
+
+#endif

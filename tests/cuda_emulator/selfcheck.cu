@@ -1,0 +1,158 @@
+/* Self-check of the CUDA emulator (ctest cuda_emulator_selfcheck): tiny
+ * kernels with a known answer or a known mistake. The emulator must compute
+ * the answers in every thread order, show a missing barrier as a wrong
+ * answer in at least one order, and stop with an error on a divergent
+ * barrier, on threads that return while others wait at a barrier, and on a
+ * copy whose kind does not match its pointers; it must refuse launches a GPU
+ * refuses. Each error case runs in a child process (fork), whose death by
+ * abort and message are checked. This file goes through generate.cmake like
+ * the kernels, so the rewrites are checked too. */
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <string>
+
+#define THREADS 256
+#define BLOCKS 3
+
+/* Block sums by a shared-memory tree; with_barrier = 0 drops the barrier
+ * between the tree's levels (a race). Inputs are small integers, so every
+ * correct order of additions gives the exact sum. */
+__global__ void __launch_bounds__(THREADS) k_block_sum(const float *in, float *out, int with_barrier)
+{
+    __shared__ float part[THREADS];
+    part[threadIdx.x] = in[blockIdx.x * THREADS + threadIdx.x];
+    __syncthreads();
+    for (int half = THREADS / 2; half > 0; half /= 2) {
+        if ((int)threadIdx.x < half)
+            part[threadIdx.x] += part[threadIdx.x + half];
+        if (with_barrier)
+            __syncthreads();
+    }
+    if (threadIdx.x == 0)
+        out[blockIdx.x] = part[0];
+}
+
+/* Thread 0 reads what no thread wrote: dynamic shared memory starts as NaN. */
+__global__ void k_read_unwritten(float *out)
+{
+    extern __shared__ float4 dyn[];
+    if (threadIdx.x == 0)
+        out[0] = dyn[1000].y;
+}
+
+__global__ void k_divergent_barrier(int *out)
+{
+    if (threadIdx.x < 32)
+        __syncthreads();
+    else
+        __syncthreads();
+    out[threadIdx.x] = 1;
+}
+
+__global__ void k_early_return(int *out)
+{
+    if (threadIdx.x == 5)
+        return;
+    __syncthreads();
+    out[threadIdx.x] = 1;
+}
+
+static int failures;
+
+static void check(bool ok, const char *what)
+{
+    printf("cuda_emulator_selfcheck: %s: %s\n", ok ? "ok" : "FAILED", what);
+    failures += !ok;
+}
+
+/* Runs `action` in a child; true if it died by abort() and its stderr says
+ * `expected`. */
+template <class F> static bool dies_saying(F action, const char *expected)
+{
+    int fd[2];
+    fflush(stdout);
+    if (pipe(fd) != 0)
+        return false;
+    const pid_t pid = fork();
+    if (pid == 0) {
+        dup2(fd[1], 2);
+        close(fd[0]);
+        action();
+        _exit(0);
+    }
+    close(fd[1]);
+    std::string err;
+    char buf[512];
+    for (ssize_t n; (n = read(fd[0], buf, sizeof buf)) > 0;)
+        err.append(buf, (size_t)n);
+    close(fd[0]);
+    int status = 0;
+    waitpid(pid, &status, 0);
+    printf("  child said: %s", err.c_str());
+    return WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT && err.find(expected) != std::string::npos;
+}
+
+int main(void)
+{
+    float host_in[BLOCKS * THREADS], expect[BLOCKS] = {0}, got[BLOCKS];
+    for (int i = 0; i < BLOCKS * THREADS; i++) {
+        host_in[i] = (float)(i % 7);
+        expect[i / THREADS] += host_in[i];
+    }
+    float *in, *out;
+    int *flags;
+    cudaMalloc((void **)&in, sizeof host_in);
+    cudaMalloc((void **)&out, sizeof got);
+    cudaMalloc((void **)&flags, sizeof(int) * THREADS);
+    cudaMemcpy(in, host_in, sizeof host_in, cudaMemcpyHostToDevice);
+
+    bool race_seen = false;
+    for (const char *order : {"forward", "reverse", "shuffled"}) {
+        cuemu_set_order(order, 7);
+        k_block_sum<<<BLOCKS, THREADS>>>(in, out, 1);
+        cudaMemcpy(got, out, sizeof got, cudaMemcpyDeviceToHost);
+        check(cudaGetLastError() == cudaSuccess && memcmp(got, expect, sizeof got) == 0,
+              (std::string("block sums with barriers, order ") + order).c_str());
+        k_block_sum<<<BLOCKS, THREADS>>>(in, out, 0);
+        cudaMemcpy(got, out, sizeof got, cudaMemcpyDeviceToHost);
+        race_seen |= memcmp(got, expect, sizeof got) != 0;
+    }
+    check(race_seen, "a missing barrier gives a wrong sum in at least one order");
+
+    k_block_sum<<<1, 2 * THREADS>>>(in, out, 1);
+    check(cudaGetLastError() == cudaErrorLaunchOutOfResources, "more threads than __launch_bounds__ refused");
+    k_block_sum<<<1, 2048>>>(in, out, 1);
+    check(cudaGetLastError() == cudaErrorInvalidConfiguration, "2048 threads per block refused");
+
+    const size_t big = 64 * 1024;
+    k_read_unwritten<<<1, 32, big>>>(out);
+    check(cudaGetLastError() == cudaErrorInvalidValue, "64 KiB of dynamic shared memory refused by default");
+    check(cudaFuncSetAttribute(k_read_unwritten, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)big) ==
+              cudaSuccess, "cudaFuncSetAttribute to 64 KiB");
+    k_read_unwritten<<<1, 32, big>>>(out);
+    cudaMemcpy(got, out, sizeof(float), cudaMemcpyDeviceToHost);
+    check(cudaGetLastError() == cudaSuccess && isnan(got[0]), "then allowed; unwritten shared memory reads NaN");
+    check(cudaFuncSetAttribute(k_read_unwritten, cudaFuncAttributeMaxDynamicSharedMemorySize, 300 * 1024) ==
+              cudaErrorInvalidValue, "more than the device's 227 KiB refused");
+    cudaGetLastError();
+
+    check(dies_saying([&] { k_divergent_barrier<<<1, 64>>>(flags); }, "different __syncthreads"),
+          "divergent __syncthreads stops the emulation");
+    check(dies_saying([&] { k_early_return<<<1, 64>>>(flags); }, "returned while thread"),
+          "a thread returning while others wait at a barrier stops the emulation");
+    check(dies_saying([&] { cudaMemcpy(got, host_in, sizeof got, cudaMemcpyHostToDevice); }, "not inside one live"),
+          "a host-to-device copy to host memory stops the emulation");
+    check(dies_saying([&] { cudaMemcpy(got, out, sizeof got + 4, cudaMemcpyDeviceToHost); }, "not inside one live"),
+          "a copy past the end of an allocation stops the emulation");
+
+    cudaFree(in);
+    cudaFree(out);
+    cudaFree(flags);
+    printf("cuda_emulator_selfcheck: %s\n", failures ? "FAILED" : "all checks passed");
+    return failures ? 1 : 0;
+}
