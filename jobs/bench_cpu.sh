@@ -122,6 +122,10 @@ for t in "${threads[@]}"; do
   ms=() ts=() ratios=() mc=() tc=() mr=() tr=()
   for ((r = 1; r <= repeats; r++)); do
     cp "$tmp/start.h5" "$tmp/m.h5"
+    # Write the copy out now: otherwise the kernel flushes its dirty pages
+    # (up to a GB for the flower pool) while morphogen runs, taking CPU from
+    # it, most visibly when it uses every core.
+    sync "$tmp/m.h5"
     if ! OMP_NUM_THREADS=$t "$morphogen" train --resume "$tmp/m.h5" --set train.iterations=$((done_iter + iters)) \
         --set run.threads="$t" --set run.checkpoint_every=1000000000 --set run.log_every=1000000000 \
         2>"$tmp/m.log"; then
