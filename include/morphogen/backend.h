@@ -76,9 +76,9 @@ void mg_backend_destroy(mg_backend *be);
 
 /* Implementations. */
 mg_backend *mg_backend_cpu_create(const mg_config *cfg, const mg_nca_dims *dims, int max_steps, mg_error *err);
-#ifdef MG_HAVE_CUDA
-/* kernels/backend_cuda.c; fails with one line when no CUDA device is usable. */
+/* kernels/backend_cuda.c: fails with one line when no CUDA device is usable.
+ * In a build without CUDA, src/absent/backend_cuda_absent.c: always fails,
+ * saying so. */
 mg_backend *mg_backend_cuda_create(const mg_config *cfg, const mg_nca_dims *dims, int max_steps, mg_error *err);
-#endif
 
 #endif
