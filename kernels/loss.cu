@@ -17,17 +17,16 @@ k_loss(int cells, int C, const float *__restrict__ states, const float *__restri
     const double norm = 1.0 / (4.0 * cells);
     double sum = 0.0;
     for (int cell = threadIdx.x; cell < cells; cell += blockDim.x) {
+        float *gc = g ? g + ((size_t)b * cells + cell) * C : NULL;
         for (int c = 0; c < 4; c++) {
             const double diff = (double)s[(size_t)cell * C + c] - (double)t[(size_t)cell * 4 + c];
             sum += diff * diff;
+            if (gc)
+                gc[c] = (float)(2.0 * norm * diff); /* mg_loss_f32 with scale 1 */
         }
-        if (g) {
-            float *gc = g + ((size_t)b * cells + cell) * C;
-            for (int c = 0; c < 4; c++)
-                gc[c] = (float)(2.0 * norm * 1.0 * ((double)s[(size_t)cell * C + c] - (double)t[(size_t)cell * 4 + c]));
+        if (gc)
             for (int c = 4; c < C; c++)
                 gc[c] = 0.0f;
-        }
     }
     part[threadIdx.x] = sum;
     __syncthreads();
