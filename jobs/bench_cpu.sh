@@ -19,7 +19,7 @@
 # every pool sample before the runs: the worst case for morphogen, whose
 # work scales with the living cells while PyTorch's does not.
 # The description line reports the pool's alive fraction (cells whose 3x3
-# neighbourhood has alpha > 0.1, averaged over the pool) next to the
+# neighbourhood has alpha > model.alive_threshold, averaged over the pool) next to the
 # target's, so a reader can tell how grown the organisms were.
 #
 # Timing excludes I/O on both sides: for morphogen, the difference of
@@ -64,15 +64,16 @@ import sys
 import h5py
 import numpy as np
 
-def alive_fraction(alpha):
-    """Mean fraction of cells whose 3x3 neighbourhood has alpha > 0.1."""
+def alive_fraction(alpha, threshold):
+    """Mean fraction of cells whose 3x3 neighbourhood has alpha > threshold."""
     p = np.pad(alpha, [(0, 0)] * (alpha.ndim - 2) + [(1, 1), (1, 1)], constant_values=-np.inf)
     h, w = alpha.shape[-2:]
     m = np.max([p[..., dy:dy + h, dx:dx + w] for dy in range(3) for dx in range(3)], axis=0)
-    return float((m > 0.1).mean())
+    return float((m > threshold).mean())
 
 f = h5py.File(sys.argv[1], "r+")
 c = f["config"].attrs
+thr = float(c["model.alive_threshold"])
 states = f["checkpoint/pool/states"]
 if sys.argv[2] == "all-alive":
     for i in range(states.shape[0]):
@@ -80,8 +81,8 @@ if sys.argv[2] == "all-alive":
         one[..., 3] = 1.0
         states[i] = one
 s = states.shape
-pool_alive = np.mean([alive_fraction(states[i, :, :, 3]) for i in range(0, s[0], max(1, s[0] // 64))])
-target_alive = alive_fraction(f["targets"][:, :, :, 3])
+pool_alive = np.mean([alive_fraction(states[i, :, :, 3], thr) for i in range(0, s[0], max(1, s[0] // 64))])
+target_alive = alive_fraction(f["targets"][:, :, :, 3], thr)
 print(int(f["checkpoint"].attrs["iteration"]),
       "%dx%d,C=%d,H=%d,B=%d,steps=%d..%d,fire=%g" % (s[1], s[2], c["model.channels"], c["model.hidden"],
                                                     c["train.batch"], c["train.steps_min"],
