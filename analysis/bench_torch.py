@@ -5,7 +5,8 @@ every cell of every sample densely, as a PyTorch user would write it, while
 morphogen skips cells that neither fire nor live.
 
     bench_torch.py RUN.h5 --iterations N [--threads T] [--warmup W] [--verbose]
-        [--philox-fire] [--dense onednn|native] [--device cpu|cuda] [--compile]
+        [--philox-fire] [--dense onednn|native] [--device cpu|cuda]
+        [--compile | --cuda-graphs] [--check-graphs]
 
 Starts from a morphogen run file: config, targets, weights, Adam moments and
 step, and the sample pool of its last checkpoint, so both implementations
@@ -43,7 +44,23 @@ GPU (jobs/device_check.sh): `--device cuda` keeps the pool, weights and
 every step on the GPU, synchronises before reading the clock, and adds
 `peak_gpu_mib=` (torch.cuda.max_memory_allocated) to the line; `--compile`
 runs the CA step through torch.compile. The CPU path and its output are
-unchanged by these options' defaults."""
+unchanged by these options' defaults.
+
+`--cuda-graphs` (with `--device cuda`, not with `--compile`) replays each
+iteration's rollout, forward + loss + backward, from a CUDA graph
+(GraphRunner): one graph per rollout length, all of them sharing one memory
+pool. The rollout lengths of the whole run (warm-up and timed iterations)
+follow from morphogen's Philox counters, so their graphs are captured before
+the first iteration, untimed; the line then ends with `cuda_graphs=N
+capture_s=S` (graphs captured, seconds spent warming up and capturing them).
+The host-side work of an iteration stays outside the graphs and is the
+eager path's code: batch selection, loss ranking, reseeding and damage go
+into static input tensors before each replay (and `--philox-fire` masks into
+a static mask buffer); gradient normalisation, the Adam step and the pool
+write-back follow the replay. The captured function is the eager path's own
+Trainer.rollout_loss. `--check-graphs` runs N iterations both ways and
+compares them (on CPU with the replay emulated: a self-check of that
+plumbing that needs no GPU)."""
 
 import argparse
 import os
@@ -266,10 +283,14 @@ class Trainer:
             return (torch.rand(b, 1, self.height, self.width, device=self.device) < rec.fire_rate).to(torch.float32)
         return (torch.rand(b, 1, self.height, self.width) < rec.fire_rate).to(torch.float32)
 
-    def train_one(self):
-        """One training iteration; returns (batch loss, steps)."""
-        torch, rec, model = self.torch, self.rec, self.model
-        it = self.iteration + 1
+    def prepare(self, it):
+        """Everything before the rollout of iteration `it`: batch selection
+        (host Philox), the gather from the pool, the loss ranking (one host
+        sync), reseeding and damage, the rollout length. Returns (idx, batch,
+        target, steps). Reads the trainer's state and changes none of it (the
+        gathered batch is a copy), so the eager path and the CUDA-graph path
+        (GraphRunner) call it alike."""
+        torch, rec = self.torch, self.rec
         idx = rec.select(it)
         batch = self.pool[idx].permute(0, 3, 1, 2)  # [B][C][H][W], channels-last memory
         target = self.targets[self.pool_target[idx]]
@@ -291,15 +312,26 @@ class Trainer:
                 if self.device != "cpu":
                     hole = hole.to(self.device)
                 batch[j, :, hole] = 0
-        steps = rec.rollout_steps(it)
-        pin = self.seed_cell if rec.pin else None
-        s = batch
+        return idx, batch, target, rec.rollout_steps(it)
+
+    def rollout_loss(self, s, target, steps, fire_at):
+        """The rollout and its loss: `steps` CA steps from s, fire mask
+        fire_at(t) at step t (None: every cell fires). Returns (final state,
+        batch loss). The one definition of the forward pass: the eager path
+        calls it directly, GraphRunner captures this same function into its
+        CUDA graphs, so the two cannot drift apart."""
+        pin = self.seed_cell if self.rec.pin else None
         for t in range(steps):
-            s = self.step_fn(s, self.fire(it, idx, t, rec.batch), pin)
+            s = self.step_fn(s, fire_at(t), pin)
         losses = per_sample_loss(s, target)
-        loss = losses.mean()
-        self.opt.zero_grad(set_to_none=True)
-        loss.backward()
+        return s, losses.mean()
+
+    def finish(self, it, idx, s, loss):
+        """Everything after the backward pass, with the gradients in the
+        parameters' .grad: finiteness check, per-tensor normalisation, lr
+        schedule, optimizer step, final states s back into the pool. Returns
+        the batch loss as a float."""
+        torch, rec, model = self.torch, self.rec, self.model
         with torch.no_grad():
             for prm in model.params():
                 if not torch.isfinite(prm.grad).all():
@@ -314,7 +346,242 @@ class Trainer:
         value = loss.item()
         if value != value:
             raise MgError("torch: loss is NaN at iteration %d" % it)
-        return value, steps
+        return value
+
+    def train_one(self):
+        """One training iteration, eagerly; returns (batch loss, steps)."""
+        it = self.iteration + 1
+        idx, batch, target, steps = self.prepare(it)
+        s, loss = self.rollout_loss(batch, target, steps, lambda t: self.fire(it, idx, t, self.rec.batch))
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        return self.finish(it, idx, s, loss), steps
+
+
+class _CapturedGraph:
+    """One CUDA graph and its static outputs (final state, loss, gradients):
+    tensors from the graphs' memory pool that every replay overwrites."""
+
+    def __init__(self, torch):
+        self.graph = torch.cuda.CUDAGraph()
+        self.s = self.loss = self.grads = None
+
+    def replay(self):
+        self.graph.replay()
+
+
+class _EmulatedGraph:
+    """Stands in for a captured graph where nothing can be captured (the
+    --check-graphs self-check on CPU): replay() runs the captured function
+    again, eagerly, from the same static inputs, as a replay re-runs its
+    kernels, and rebinds the outputs (a real replay writes into the same
+    tensors instead). This checks GraphRunner's plumbing, not capture."""
+
+    def __init__(self, body, params):
+        self.body, self.params = body, params
+        self.s = self.loss = self.grads = None
+
+    def replay(self):
+        for p in self.params:
+            p.grad = None
+        self.s, self.loss, self.grads = self.body()
+
+
+class GraphRunner:
+    """--cuda-graphs: the trainer's iteration with the rollout's forward pass,
+    loss and backward pass replayed from CUDA graphs.
+
+    A graph fixes its kernel sequence, and the rollout length varies per
+    iteration (steps_min..steps_max), so there is one graph per step count,
+    captured on first use and kept (graph(steps)). Every graph reads the same
+    static inputs (start states, targets, and with --philox-fire the fire
+    masks), allocated once outside the graphs; each iteration copies its own
+    data into them before the replay. What is decided on the host stays
+    outside the graph and is the eager path's own code (Trainer.prepare,
+    Trainer.fire, Trainer.finish): batch selection and damage from Philox
+    counters, the loss ranking (a host sync), the rollout length, and the
+    --philox-fire masks. The captured function is Trainer.rollout_loss plus
+    backward, the same function the eager path runs.
+
+    Without --philox-fire the fire masks are drawn inside the graph by the
+    eager path's own torch.rand call (Trainer.fire): replays of a graph with
+    RNG kernels draw fresh numbers from the default CUDA generator each time
+    (PyTorch advances its Philox offset per replay), so every iteration gets
+    new masks of the same distribution, as in the eager path; the exact
+    numbers are not those of an eager run (neither path seeds torch).
+
+    Outside the graphs, as the eager path does them: the gradient checks and
+    normalisation (they read the gradient norm on the host, .item()), the
+    lr schedule and the optimizer step (capturing Adam needs capturable=True
+    and a device-side lr; not worth it for 3 parameter tensors: a dozen
+    launches per iteration against thousands in the rollout), and writing the
+    final states back into the pool (indices differ per iteration)."""
+
+    def __init__(self, trainer, emulate=False):
+        torch, rec = trainer.torch, trainer.rec
+        self.torch, self.tr, self.emulate = torch, trainer, emulate
+        self.params = trainer.model.params()
+        # Static inputs with the layouts of the eager path's tensors (zeros_like
+        # keeps the strides of a dense tensor: channels-last start states), so
+        # the captured kernels are the eager path's kernels. Allocated here,
+        # outside any capture, so they are not in the graphs' memory pool.
+        first = list(range(rec.batch))
+        self.s0 = torch.zeros_like(trainer.pool[first].permute(0, 3, 1, 2))
+        self.target = torch.zeros_like(trainer.targets[trainer.pool_target[first]])
+        thr = trainer.philox_threshold
+        self.fire_buf = None
+        if thr is not None and thr < 1 << 24:
+            # Host-computed masks: filled per iteration, steps_max slots.
+            self.fire_buf = torch.zeros(rec.steps_max, rec.batch, 1, trainer.height, trainer.width,
+                                        device=trainer.device)
+        self.graphs = {}
+        self.capture_s = 0.0
+        self.warmed_up = False
+        # One memory pool for all graphs: each graph holds the activations of
+        # a whole rollout (about 30 MiB per step at the Distill config, so
+        # ~3 GiB at 96 steps), and a pool per graph would keep one such set
+        # per rollout length (33 at 64..96 steps). PyTorch's docs promise a
+        # shared pool is safe for graphs replayed in capture order; ours are
+        # replayed in any order, which is safe too because no graph reads
+        # another's outputs, every graph writes its intermediates before
+        # reading them, and each graph's outputs are consumed (pool
+        # write-back, optimizer step, loss) before the next replay, which may
+        # overwrite them.
+        self.mempool = None if emulate else torch.cuda.graph_pool_handle()
+
+    def _body(self, steps):
+        """The captured work: forward, loss and backward of a `steps`-step
+        rollout from the static inputs. Returns (final state, loss, grads);
+        the parameters' .grad must be None on entry, so that backward
+        writes fresh gradient tensors (captured: the graph's outputs) rather
+        than accumulating into old ones."""
+        tr = self.tr
+        if self.fire_buf is not None:
+            def fire_at(t):
+                return self.fire_buf[t]
+        else:
+            def fire_at(t):  # torch.rand, or None when every cell fires
+                return tr.fire(None, None, t, tr.rec.batch)
+        s, loss = tr.rollout_loss(self.s0, self.target, steps, fire_at)
+        loss.backward()
+        return s, loss, [p.grad for p in self.params]
+
+    def _capture(self, steps):
+        torch = self.torch
+        for p in self.params:
+            p.grad = None
+        if self.emulate:
+            return _EmulatedGraph(lambda: self._body(steps), self.params)
+        if not self.warmed_up:
+            # PyTorch's rule: run the workload a few times on a side stream
+            # before capturing it (lazy initialisation of cuBLAS/cuDNN handles,
+            # workspaces and autograd's device threads must not happen during
+            # capture). Once is enough for all step counts: a longer rollout
+            # repeats the same kernels.
+            side = torch.cuda.Stream()
+            side.wait_stream(torch.cuda.current_stream())
+            with torch.cuda.stream(side):
+                for _ in range(2):
+                    self._body(steps)
+                    for p in self.params:
+                        p.grad = None
+            torch.cuda.current_stream().wait_stream(side)
+            self.warmed_up = True
+        g = _CapturedGraph(torch)
+        with torch.cuda.graph(g.graph, pool=self.mempool):
+            g.s, g.loss, g.grads = self._body(steps)
+        return g
+
+    def graph(self, steps):
+        """The graph for `steps` steps, captured now if new (the time goes to
+        capture_s; inside a timed iteration it would be timed too)."""
+        g = self.graphs.get(steps)
+        if g is None:
+            t0 = time.perf_counter()
+            g = self.graphs[steps] = self._capture(steps)
+            if not self.emulate:
+                self.torch.cuda.synchronize()
+            self.capture_s += time.perf_counter() - t0
+        return g
+
+    def capture_ahead(self, first_iteration, count):
+        """Capture the graphs of iterations first_iteration.. (count of them)
+        now, before any is timed: their rollout lengths are known in advance
+        (morphogen's Philox counters), so no timed iteration includes a
+        capture. Longest first: the shared pool is sized by the first capture
+        and the shorter rollouts fit in what it freed."""
+        rec = self.tr.rec
+        needed = {rec.rollout_steps(first_iteration + i) for i in range(count)}
+        for steps in sorted(needed, reverse=True):
+            self.graph(steps)
+        return sorted(needed)
+
+    def train_one(self):
+        """One training iteration with the rollout replayed from a graph;
+        returns (batch loss, steps) as Trainer.train_one does."""
+        tr = self.tr
+        it = tr.iteration + 1
+        idx, batch, target, steps = tr.prepare(it)
+        self.s0.copy_(batch)
+        self.target.copy_(target)
+        if self.fire_buf is not None:
+            for t in range(steps):
+                self.fire_buf[t].copy_(tr.fire(it, idx, t, tr.rec.batch))
+        g = self.graph(steps)
+        g.replay()
+        for p, grad in zip(self.params, g.grads):
+            p.grad = grad
+        return tr.finish(it, idx, g.s, g.loss), steps
+
+
+def check_graphs(torch, args):
+    """--check-graphs: the same iterations through the eager path and through
+    GraphRunner, from the same run file, with morphogen's Philox fire masks (so
+    both see the same masks), compared. On CPU the graph replay is emulated
+    (_EmulatedGraph), the arithmetic is the same code in the same order, and
+    the results must be bitwise equal. On CUDA real graphs are captured;
+    cuDNN is put in deterministic mode for both paths (no atomics in its
+    backward kernels), and small differences are tolerated; a plumbing error
+    (stale inputs, wrong masks, another graph's gradients) shows up orders of
+    magnitude above the tolerances."""
+    gpu = args.device == "cuda"
+    if gpu:
+        torch.backends.cudnn.deterministic = True
+        torch.backends.cudnn.benchmark = False
+    eager = Trainer(torch, args.run, args.dense, True, args.device)
+    graphed = Trainer(torch, args.run, args.dense, True, args.device)
+    runner = GraphRunner(graphed, emulate=not gpu)
+    runner.capture_ahead(graphed.iteration + 1, args.iterations)
+    start = [p.detach().clone() for p in eager.model.params()]
+    loss_rel = 0.0
+    steps_seen = []
+    for _ in range(args.iterations):
+        le, se = eager.train_one()
+        lg, sg = runner.train_one()
+        if se != sg:
+            raise MgError("torch: --check-graphs: iteration %d: %d steps eager, %d with graphs"
+                          % (eager.iteration, se, sg))
+        steps_seen.append(se)
+        loss_rel = max(loss_rel, abs(lg - le) / max(abs(le), 1e-30))
+        if args.verbose:
+            print("torch: iteration %d steps %d loss eager %.9e graphs %.9e"
+                  % (eager.iteration, se, le, lg), file=sys.stderr)
+    with torch.no_grad():
+        moved = max((pe - p0).abs().max().item() for pe, p0 in zip(eager.model.params(), start))
+        pdiff = max((pg - pe).abs().max().item() for pg, pe in zip(graphed.model.params(), eager.model.params()))
+        sdiff = (graphed.pool - eager.pool).abs().max().item()
+    # CUDA: losses to 1e-5 relative, parameters to 1e-3 of how far the
+    # optimizer moved them, pool states (O(1) values) to 1e-3.
+    tol = (1e-5, 1e-3 * moved, 1e-3) if gpu else (0.0, 0.0, 0.0)
+    ok = loss_rel <= tol[0] and pdiff <= tol[1] and sdiff <= tol[2]
+    what = ("torch: --check-graphs %s: %d iterations (steps %s), %s: loss max rel diff %.3g, "
+            "parameters max abs diff %.3g (moved %.3g), pool max abs diff %.3g"
+            % ("passed" if ok else "FAILED", args.iterations, ",".join(map(str, steps_seen)),
+               "CUDA graphs" if gpu else "graph replay emulated on CPU", loss_rel, pdiff, moved, sdiff))
+    if not ok:
+        raise MgError(what + "; tolerances %g, %.3g, %g" % tol)
+    print(what)
+    return 0
 
 
 def main():
@@ -331,9 +598,24 @@ def main():
     ap.add_argument("--device", choices=["cpu", "cuda"], default="cpu",
                     help="where tensors live and the iteration runs (default cpu)")
     ap.add_argument("--compile", action="store_true", help="run the CA step through torch.compile")
+    ap.add_argument("--cuda-graphs", action="store_true",
+                    help="replay each iteration's rollout (forward, loss, backward) from CUDA graphs, one per "
+                         "rollout length; the graphs of every length the run will draw are captured before "
+                         "the first iteration, untimed, and the capture time is reported as capture_s= "
+                         "(--device cuda only; not with --compile)")
+    ap.add_argument("--check-graphs", action="store_true",
+                    help="no timing: run N iterations eagerly and through the --cuda-graphs code from the same "
+                         "run file, with --philox-fire masks, and compare losses, parameters and pool (on CPU "
+                         "the graph replay is emulated and the results must be bitwise equal)")
     args = ap.parse_args()
     if args.iterations < 1 or args.warmup < 0 or args.threads < 1:
         raise MgError("--iterations must be >= 1, --warmup >= 0, --threads >= 1")
+    # Before importing torch: a wrong combination fails at once, in one line.
+    if args.cuda_graphs and args.device != "cuda":
+        raise MgError("--cuda-graphs needs --device cuda (CUDA graphs capture GPU work)")
+    if args.compile and (args.cuda_graphs or args.check_graphs):
+        raise MgError("--%s and --compile exclude each other: the graphs capture the eager CA step"
+                      % ("cuda-graphs" if args.cuda_graphs else "check-graphs"))
     try:
         import torch
     except ImportError:
@@ -345,9 +627,24 @@ def main():
         raise MgError("torch: --device cuda, but torch.cuda.is_available() is False (torch %s)" % torch.__version__)
     if args.compile and not hasattr(torch, "compile"):
         raise MgError("torch: --compile needs torch.compile (torch >= 2.0; this is %s)" % torch.__version__)
+    if (args.cuda_graphs or args.check_graphs) and args.device == "cuda" and not hasattr(torch.cuda, "CUDAGraph"):
+        raise MgError("torch: --cuda-graphs needs torch.cuda.CUDAGraph (torch >= 1.10; this is %s)"
+                      % torch.__version__)
+    if args.check_graphs:
+        return check_graphs(torch, args)
     gpu = args.device == "cuda"
     trainer = Trainer(torch, args.run, args.dense, args.philox_fire, args.device, args.compile)
     rec = trainer.rec
+    train_one = trainer.train_one
+    graphs = ""
+    if args.cuda_graphs:
+        runner = GraphRunner(trainer)
+        lengths = runner.capture_ahead(trainer.iteration + 1, args.warmup + args.iterations)
+        train_one = runner.train_one
+        graphs = " cuda_graphs=%d capture_s=%.3f" % (len(lengths), runner.capture_s)
+        if args.verbose:
+            print("torch: captured %d CUDA graphs (rollout lengths %s) in %.3f s, before the first iteration"
+                  % (len(lengths), ",".join(map(str, lengths)), runner.capture_s), file=sys.stderr)
     cells = trainer.height * trainer.width
     elapsed = 0.0
     cell_steps = 0
@@ -355,7 +652,7 @@ def main():
         if gpu:
             torch.cuda.synchronize()
         t0 = time.perf_counter()
-        loss, steps = trainer.train_one()
+        loss, steps = train_one()
         if gpu:
             torch.cuda.synchronize()
         dt = time.perf_counter() - t0
@@ -368,8 +665,8 @@ def main():
                   % (trainer.iteration, loss, steps, dt, "" if timed else " (warm-up)"), file=sys.stderr)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # KiB on Linux
     extra = " peak_gpu_mib=%.1f" % (torch.cuda.max_memory_allocated() / 1048576.0) if gpu else ""
-    print("torch: s_per_iter=%.6f cell_steps_per_s=%.6g peak_rss_mib=%.1f%s"
-          % (elapsed / args.iterations, cell_steps / elapsed, peak, extra))
+    print("torch: s_per_iter=%.6f cell_steps_per_s=%.6g peak_rss_mib=%.1f%s%s"
+          % (elapsed / args.iterations, cell_steps / elapsed, peak, extra, graphs))
     return 0
 
 

@@ -6,14 +6,16 @@
 #      masks) and the cuda command-line test;
 #   3. benchmarks one training iteration at the Distill config (batch 8,
 #      72x72, C=16, H=128, 64..96 steps): morphogen's cuda backend against the
-#      same recipe in PyTorch (analysis/bench_torch.py --device cuda) eager and
-#      torch.compile, interleaved, from the same grown run file;
+#      same recipe in PyTorch (analysis/bench_torch.py --device cuda) eager,
+#      with CUDA graphs and with torch.compile, interleaved, from the same
+#      grown run file, and checks once that the CUDA-graph iterations equal
+#      the eager ones (bench_torch.py --check-graphs);
 #   4. measures forward+backward cell-steps/s at a large config (256x256,
 #      C=32, H=128, batch 8, every cell alive);
 # and prints a short table (also written to $OUT/device_check.md when $OUT is
 # set). Each stage has a time limit; the whole check stays under 5 minutes.
-# Whatever cannot run (no torch, no h5py, no torch.compile, a failed build)
-# is skipped and named in the table.
+# Whatever cannot run (no torch, no h5py, no torch.compile, no CUDA graphs, a
+# failed build) is skipped and named in the table.
 #
 # Usage: bash jobs/device_check.sh
 # Env: MG_DEVICE_BUNDLE=DIR  use DIR/morphogen, DIR/test_cuda_parity, DIR/lib
@@ -110,13 +112,15 @@ else
 fi
 
 # ---- 3. Distill benchmark: morphogen cuda vs PyTorch, interleaved ----
-have_h5py=0 have_torch=0 have_compile=0
+have_h5py=0 have_torch=0 have_compile=0 have_graphs=0
 tmo 20 "$python" -c "import h5py, numpy" 2>/dev/null && have_h5py=1
 # One torch probe: its import and CUDA start-up take seconds each time.
-probe=$(tmo 40 "$python" -c "import torch; print(int(torch.cuda.is_available()), int(hasattr(torch, 'compile')))" \
-        2>/dev/null)
-[ "${probe%% *}" = 1 ] && have_torch=1
-[ "$have_torch" -eq 1 ] && [ "${probe##* }" = 1 ] && have_compile=1
+probe=$(tmo 40 "$python" -c "import torch; print(int(torch.cuda.is_available()), int(hasattr(torch, 'compile')), \
+int(hasattr(torch.cuda, 'CUDAGraph')))" 2>/dev/null)
+read -r p_cuda p_compile p_graphs <<<"$probe"
+[ "${p_cuda:-0}" = 1 ] && have_torch=1
+[ "$have_torch" -eq 1 ] && [ "${p_compile:-0}" = 1 ] && have_compile=1
+[ "$have_torch" -eq 1 ] && [ "${p_graphs:-0}" = 1 ] && have_graphs=1
 # The lizard target as a PNG (no emoji font needed), the Distill recipe.
 distill=(configs/lizard.ini --set target.spec="$root/jobs/data/lizard_40.png" --set run.backend=cuda
          --set run.checkpoint_every=1000000000 --set run.log_every=100)
@@ -149,7 +153,7 @@ new = np.nonzero(it > int(sys.argv[2]))[0]
 print("%.6f" % ((wall[new[-1]] - wall[new[0]]) / (len(new) - 1)))
 PY
         }
-        m_s=() e_s=() c_s=()
+        m_s=() e_s=() g_s=() c_s=() g_capture=""
         for round in 1 2; do
             [ "$(elapsed)" -lt 200 ] || { echo "device_check: time budget: stopping after $((round - 1)) round(s)"; break; }
             cp "$start" "$work/m.h5"
@@ -163,6 +167,17 @@ PY
                 line=$(tmo 60 "$python" analysis/bench_torch.py "$start" --device cuda --dense native \
                        --iterations "$iters" --warmup 1 2>"$work/t.log" | grep '^torch: ') &&
                     e_s+=("$(sed -E 's/.*s_per_iter=([^ ]+).*/\1/' <<<"$line")") || tail -n 3 "$work/t.log"
+                # CUDA graphs before torch.compile: a short run (capture takes
+                # seconds), not to be crowded out by compile's long first call.
+                # The graphs of every rollout length the run draws are captured
+                # before its first iteration, untimed; the line says how long.
+                if [ "$have_graphs" -eq 1 ] && [ "$(elapsed)" -lt 180 ]; then
+                    line=$(tmo 60 "$python" analysis/bench_torch.py "$start" --device cuda --dense native --cuda-graphs \
+                           --iterations "$iters" --warmup 1 2>"$work/cg.log" | grep '^torch: ') &&
+                        g_s+=("$(sed -E 's/.*s_per_iter=([^ ]+).*/\1/' <<<"$line")") &&
+                        g_capture=$(sed -E 's/.*cuda_graphs=([^ ]+) capture_s=([^ ]+).*/\1 graphs captured in \2 s, untimed/' \
+                                    <<<"$line") || tail -n 3 "$work/cg.log"
+                fi
                 if [ "$have_compile" -eq 1 ] && [ "$(elapsed)" -lt 150 ]; then
                     line=$(tmo 100 "$python" analysis/bench_torch.py "$start" --device cuda --dense native --compile \
                            --iterations "$iters" --warmup 2 2>"$work/c.log" | grep '^torch: ') &&
@@ -170,8 +185,22 @@ PY
                 fi
             fi
         done
+        # Once: the CUDA-graph iterations against eager ones from the same run
+        # file, with morphogen's Philox fire masks in both (2 iterations).
+        g_check="" g_check_note="time budget"
+        if [ "$have_graphs" -eq 1 ] && [ "$(elapsed)" -lt 190 ]; then
+            if tmo 40 "$python" analysis/bench_torch.py "$start" --device cuda --dense native --check-graphs \
+                    --iterations 2 >"$work/gc.log" 2>&1; then
+                g_check=passed
+            else
+                tail -n 3 "$work/gc.log"
+                g_check=FAILED
+            fi
+            g_check_note=$(grep -m1 -oE '[0-9]+ iterations \(steps.*' "$work/gc.log")
+            [ -n "$g_check_note" ] || g_check_note="no verdict (timed out?), see the lines above"
+        fi
         best() { [ $# -gt 0 ] && printf '%s\n' "$@" | sort -g | head -n 1; }
-        m=$(best "${m_s[@]}") e=$(best "${e_s[@]}") c=$(best "${c_s[@]}")
+        m=$(best "${m_s[@]}") e=$(best "${e_s[@]}") g=$(best "${g_s[@]}") c=$(best "${c_s[@]}")
         ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.1fx", a / b}'; }
         [ -n "$m" ] && row "morphogen cuda, s/iteration" "$m" "best of ${#m_s[@]} round(s) of $iters iterations" ||
             row "morphogen cuda" "FAILED" "see the lines above"
@@ -180,13 +209,20 @@ PY
         else
             [ -n "$e" ] && row "PyTorch eager, s/iteration" "$e" "${m:+morphogen $(ratio "$e" "$m") faster}" ||
                 row "PyTorch eager" "FAILED" "see the lines above"
+            if [ "$have_graphs" -eq 0 ]; then
+                row "PyTorch CUDA graphs" "not run" "torch.cuda.CUDAGraph missing"
+            else
+                [ -n "$g" ] && row "PyTorch CUDA graphs, s/iteration" "$g" \
+                        "${m:+morphogen $(ratio "$g" "$m") faster; }$g_capture" ||
+                    row "PyTorch CUDA graphs" "not run or FAILED" "time budget, or see above"
+                row "PyTorch CUDA graphs = eager" "${g_check:-not run}" "$g_check_note"
+            fi
             if [ "$have_compile" -eq 0 ]; then
                 row "PyTorch torch.compile" "not run" "torch.compile missing"
             else
                 [ -n "$c" ] && row "PyTorch torch.compile, s/iteration" "$c" "${m:+morphogen $(ratio "$c" "$m") faster}" ||
                     row "PyTorch torch.compile" "not run or FAILED" "time budget, or see above"
             fi
-            row "PyTorch CUDA graphs" "not run" "not implemented in bench_torch.py yet"
         fi
     else
         tail -n 3 "$work/grow.log"
