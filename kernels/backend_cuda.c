@@ -12,54 +12,11 @@
 
 #include <cuda_runtime_api.h>
 
-#include "mg_cuda.h"
-#include "morphogen/backend.h"
+#include "backend_cuda_internal.h"
 
 _Static_assert(MG_CELL_FROZEN == 1 && MG_CELL_FROZEN_RGBA == 2,
                "kernels/nca_device.cuh repeats the MG_CELL_* values");
 
-typedef struct cuda_backend {
-    mg_nca_dims dims;
-    int max_steps;
-    int every;            /* a state is saved every `every` steps (train.checkpoint_steps) */
-    int64_t n_params;
-    size_t smem;          /* dynamic shared memory of the MLP kernels */
-    cudaStream_t stream;
-    int n_cap;            /* samples the buffers below are sized for (0 = none yet) */
-    float *d_params;
-    uint32_t *d_sample_index;
-    unsigned char *d_freeze;
-    float *d_targets;     /* [n][cells][4] each sample's target */
-    float *d_saved;       /* [max_steps/every + 1][n][cells][C] states at multiples of every */
-    float *d_segment;     /* [every - 1][n][cells][C] recomputed states of a segment */
-    unsigned char *d_alive; /* [max_steps][n][cells] mask m of each step */
-    float *d_mid, *d_ping, *d_pong; /* [n][cells][C] step scratch */
-    float *d_grad_a, *d_grad_b;     /* [n][cells][C] gradient ping-pong */
-    double *d_loss;       /* [n] */
-    float *d_grads;       /* [n][n_params] */
-    mg_cuda_work work;
-    size_t peak_tape;
-} cuda_backend;
-
-/* The runtime also records a failed call as its "last error", which the
- * launchers' cudaGetLastError would report again at the next, unrelated
- * launch: clear it once it has been reported here. */
-static void clear_last_error(void) { (void)cudaGetLastError(); }
-
-static int cuda_fail(mg_error *err, cudaError_t e, const char *what)
-{
-    clear_last_error();
-    return mg_fail(err, "cuda backend: %s: %s", what, cudaGetErrorString(e));
-}
-
-#define CK(call, what)                                   \
-    do {                                                 \
-        const cudaError_t e_ = (call);                   \
-        if (e_ != cudaSuccess)                           \
-            return cuda_fail(err, e_, what);             \
-    } while (0)
-
-static size_t state_floats(const mg_nca_dims *d) { return (size_t)mg_cells(d) * d->channels; }
 static size_t saved_slots(const cuda_backend *cb) { return (size_t)cb->max_steps / cb->every + 1; }
 
 static void free_buffers(cuda_backend *cb)
@@ -81,12 +38,12 @@ static void free_buffers(cuda_backend *cb)
 }
 
 /* Size the per-sample buffers for n samples (grown, never shrunk). */
-static int ensure_capacity(cuda_backend *cb, int n, mg_error *err)
+int mg_cuda_ensure_capacity(cuda_backend *cb, int n, mg_error *err)
 {
     if (n <= cb->n_cap)
         return 0;
     free_buffers(cb);
-    const size_t cells = (size_t)mg_cells(&cb->dims), state = state_floats(&cb->dims) * n;
+    const size_t cells = (size_t)mg_cells(&cb->dims), state = mg_cuda_state_floats(&cb->dims) * n;
     const size_t K = (size_t)mg_perception_size(&cb->dims);
     const size_t segment = cb->every > 1 ? (size_t)(cb->every - 1) : 0;
     struct {
@@ -118,7 +75,7 @@ static int ensure_capacity(cuda_backend *cb, int n, mg_error *err)
         const cudaError_t e = cudaMalloc(want[i].ptr, want[i].bytes);
         if (e != cudaSuccess) {
             free_buffers(cb);
-            clear_last_error();
+            mg_cuda_clear_last_error();
             return mg_fail(err, "cuda backend: out of device memory for %d samples of %dx%d cells (%.1f MiB so far): %s",
                            n, cb->dims.height, cb->dims.width, (double)total / 1048576.0, cudaGetErrorString(e));
         }
@@ -131,6 +88,7 @@ static void cuda_destroy(mg_backend *be)
 {
     cuda_backend *cb = be->impl;
     if (cb) {
+        mg_cuda_train_release(cb);
         free_buffers(cb);
         if (cb->d_params)
             cudaFree(cb->d_params);
@@ -143,8 +101,7 @@ static void cuda_destroy(mg_backend *be)
     free(be);
 }
 
-/* The step description common to every step of a job. */
-static mg_cuda_step step_args(const cuda_backend *cb, int n, const mg_step_rules *r, uint64_t seed,
+mg_cuda_step mg_cuda_step_args(const cuda_backend *cb, int n, const mg_step_rules *r, uint64_t seed,
                               uint32_t iteration)
 {
     mg_cuda_step a;
@@ -183,39 +140,26 @@ static int upload_common(cuda_backend *cb, const float *params, const uint32_t *
 /* Saved state j, and state i of the segment starting at saved state j. */
 static float *saved(const cuda_backend *cb, int n, int j)
 {
-    return cb->d_saved + (size_t)j * n * state_floats(&cb->dims);
+    return cb->d_saved + (size_t)j * n * mg_cuda_state_floats(&cb->dims);
 }
 static float *segment_state(const cuda_backend *cb, int n, int j, int i)
 {
-    return i == 0 ? saved(cb, n, j) : cb->d_segment + (size_t)(i - 1) * n * state_floats(&cb->dims);
+    return i == 0 ? saved(cb, n, j) : cb->d_segment + (size_t)(i - 1) * n * mg_cuda_state_floats(&cb->dims);
 }
 
-static int cuda_batch(mg_backend *be, const mg_batch_job *job, mg_error *err)
+float *mg_cuda_rollout_start(const cuda_backend *cb, int n, int grads)
 {
-    cuda_backend *cb = be->impl;
-    const mg_nca_dims *d = &cb->dims;
-    const int n = job->n, steps = job->steps, every = cb->every;
-    if (n <= 0)
-        return 0;
-    if (steps < 0 || steps > cb->max_steps)
-        return mg_fail(err, "cuda backend: rollout of %d steps exceeds the configured maximum", steps);
-    if (memcmp(&job->dims, d, sizeof *d) != 0 || job->n_params != cb->n_params)
-        return mg_fail(err, "cuda backend: job dimensions differ from the backend's");
-    if (ensure_capacity(cb, n, err) != 0)
-        return -1;
-    const size_t cells = (size_t)mg_cells(d), state = state_floats(d);
-    const int grads = job->grads != NULL;
-    if (upload_common(cb, job->params, job->sample_index, n, &job->rules, err) != 0)
-        return -1;
-    for (int b = 0; b < n; b++)
-        CK(cudaMemcpyAsync(cb->d_targets + (size_t)b * cells * 4, job->targets + (size_t)job->target_index[b] * cells * 4,
-                           sizeof(float) * cells * 4, cudaMemcpyHostToDevice, cb->stream),
-           "uploading targets");
-    float *cur = grads ? saved(cb, n, 0) : cb->d_ping;
-    CK(cudaMemcpyAsync(cur, job->states, sizeof(float) * state * n, cudaMemcpyHostToDevice, cb->stream),
-       "uploading states");
+    return grads ? saved(cb, n, 0) : cb->d_ping;
+}
 
-    mg_cuda_step a = step_args(cb, n, &job->rules, job->seed, job->iteration);
+int mg_cuda_run_rollouts(cuda_backend *cb, int n, int steps, const mg_step_rules *r, uint64_t seed,
+                         uint32_t iteration, float *d_grads, float **d_final, float **d_g0, mg_error *err)
+{
+    const mg_nca_dims *d = &cb->dims;
+    const int every = cb->every, grads = d_grads != NULL;
+    const size_t cells = (size_t)mg_cells(d), state = mg_cuda_state_floats(d);
+    float *cur = mg_cuda_rollout_start(cb, n, grads);
+    mg_cuda_step a = mg_cuda_step_args(cb, n, r, seed, iteration);
     for (int step = 0; step < steps; step++) {
         float *out;
         if (grads && (step + 1) % every == 0)
@@ -228,48 +172,87 @@ static int cuda_batch(mg_backend *be, const mg_batch_job *job, mg_error *err)
            "forward step");
         cur = out;
     }
+    *d_final = cur;
     CK(mg_cuda_loss(n, (int)cells, d->channels, cur, cb->d_targets, cb->d_loss, grads ? cb->d_grad_a : NULL,
                     cb->stream), "loss");
-    CK(cudaMemcpyAsync(job->states, cur, sizeof(float) * state * n, cudaMemcpyDeviceToHost, cb->stream),
+    if (!grads)
+        return 0;
+    /* The backward pass must not overwrite the final states: they stay in
+     * their buffer for the caller (a saved slot, or the ping-pong buffer
+     * that segment recomputation below does not use). */
+    float *g = cb->d_grad_a, *g_prev = cb->d_grad_b;
+    CK(cudaMemsetAsync(cb->work.d_partial, 0, sizeof(float) * (size_t)cb->n_params * MG_CUDA_GROUPS * n, cb->stream),
+       "clearing gradient sums");
+    for (int j = steps > 0 ? (steps - 1) / every : -1; j >= 0; j--) {
+        const int first = j * every, end = first + every < steps ? first + every : steps;
+        /* Recompute the segment's states from its saved start (the same
+         * kernels on the same inputs: the same bits as the forward). */
+        for (int step = first; step + 1 < end; step++) {
+            a.step = step;
+            CK(mg_cuda_step_forward(&a, &cb->work, segment_state(cb, n, j, step - first), cb->d_mid,
+                                    segment_state(cb, n, j, step + 1 - first), NULL, cb->stream),
+               "recomputing a checkpoint segment");
+        }
+        for (int step = end - 1; step >= first; step--) {
+            a.step = step;
+            CK(mg_cuda_step_backward(&a, &cb->work, segment_state(cb, n, j, step - first),
+                                     cb->d_alive + (size_t)step * n * cells, g, g_prev, cb->stream),
+               "backward step");
+            float *swap = g;
+            g = g_prev;
+            g_prev = swap;
+        }
+    }
+    CK(mg_cuda_reduce_partials(&a, &cb->work, d_grads, cb->stream), "reducing gradients");
+    if (d_g0)
+        *d_g0 = g;
+    const size_t segment = every > 1 ? (size_t)(every - 1) : 0;
+    const size_t tape = sizeof(float) * state * n * ((size_t)steps / every + 1 + segment) + cells * n * (size_t)steps;
+    if (tape > cb->peak_tape)
+        cb->peak_tape = tape;
+    return 0;
+}
+
+static int cuda_batch(mg_backend *be, const mg_batch_job *job, mg_error *err)
+{
+    cuda_backend *cb = be->impl;
+    const mg_nca_dims *d = &cb->dims;
+    const int n = job->n, steps = job->steps;
+    if (n <= 0)
+        return 0;
+    if (steps < 0 || steps > cb->max_steps)
+        return mg_fail(err, "cuda backend: rollout of %d steps exceeds the configured maximum", steps);
+    if (memcmp(&job->dims, d, sizeof *d) != 0 || job->n_params != cb->n_params)
+        return mg_fail(err, "cuda backend: job dimensions differ from the backend's");
+    if (cb->train.attached)
+        return mg_fail(err, "cuda backend: a batch job on a backend that holds a training state (its parameters "
+                            "would be overwritten)");
+    if (mg_cuda_ensure_capacity(cb, n, err) != 0)
+        return -1;
+    const size_t cells = (size_t)mg_cells(d), state = mg_cuda_state_floats(d);
+    const int grads = job->grads != NULL;
+    if (upload_common(cb, job->params, job->sample_index, n, &job->rules, err) != 0)
+        return -1;
+    for (int b = 0; b < n; b++)
+        CK(cudaMemcpyAsync(cb->d_targets + (size_t)b * cells * 4, job->targets + (size_t)job->target_index[b] * cells * 4,
+                           sizeof(float) * cells * 4, cudaMemcpyHostToDevice, cb->stream),
+           "uploading targets");
+    CK(cudaMemcpyAsync(mg_cuda_rollout_start(cb, n, grads), job->states, sizeof(float) * state * n,
+                       cudaMemcpyHostToDevice, cb->stream), "uploading states");
+    float *final = NULL, *g0 = NULL;
+    if (mg_cuda_run_rollouts(cb, n, steps, &job->rules, job->seed, job->iteration, grads ? cb->d_grads : NULL,
+                             &final, &g0, err) != 0)
+        return -1;
+    CK(cudaMemcpyAsync(job->states, final, sizeof(float) * state * n, cudaMemcpyDeviceToHost, cb->stream),
        "downloading final states");
     CK(cudaMemcpyAsync(job->loss, cb->d_loss, sizeof(double) * n, cudaMemcpyDeviceToHost, cb->stream),
        "downloading losses");
-
     if (grads) {
-        float *g = cb->d_grad_a, *g_prev = cb->d_grad_b;
-        CK(cudaMemsetAsync(cb->work.d_partial, 0, sizeof(float) * (size_t)cb->n_params * MG_CUDA_GROUPS * n,
-                           cb->stream), "clearing gradient sums");
-        for (int j = steps > 0 ? (steps - 1) / every : -1; j >= 0; j--) {
-            const int first = j * every, end = first + every < steps ? first + every : steps;
-            /* Recompute the segment's states from its saved start (the same
-             * kernels on the same inputs: the same bits as the forward). */
-            for (int step = first; step + 1 < end; step++) {
-                a.step = step;
-                CK(mg_cuda_step_forward(&a, &cb->work, segment_state(cb, n, j, step - first), cb->d_mid,
-                                        segment_state(cb, n, j, step + 1 - first), NULL, cb->stream),
-                   "recomputing a checkpoint segment");
-            }
-            for (int step = end - 1; step >= first; step--) {
-                a.step = step;
-                CK(mg_cuda_step_backward(&a, &cb->work, segment_state(cb, n, j, step - first),
-                                         cb->d_alive + (size_t)step * n * cells, g, g_prev, cb->stream),
-                   "backward step");
-                float *swap = g;
-                g = g_prev;
-                g_prev = swap;
-            }
-        }
-        CK(mg_cuda_reduce_partials(&a, &cb->work, cb->d_grads, cb->stream), "reducing gradients");
         CK(cudaMemcpyAsync(job->grads, cb->d_grads, sizeof(float) * (size_t)cb->n_params * n,
                            cudaMemcpyDeviceToHost, cb->stream), "downloading gradients");
         if (job->grad_states)
-            CK(cudaMemcpyAsync(job->grad_states, g, sizeof(float) * state * n, cudaMemcpyDeviceToHost, cb->stream),
+            CK(cudaMemcpyAsync(job->grad_states, g0, sizeof(float) * state * n, cudaMemcpyDeviceToHost, cb->stream),
                "downloading state gradients");
-        const size_t segment = every > 1 ? (size_t)(every - 1) : 0;
-        const size_t tape = sizeof(float) * state * n * ((size_t)steps / every + 1 + segment) +
-                            cells * n * (size_t)steps;
-        if (tape > cb->peak_tape)
-            cb->peak_tape = tape;
     }
     CK(cudaStreamSynchronize(cb->stream), "running the batch");
     return 0;
@@ -281,10 +264,13 @@ static int cuda_rollout(mg_backend *be, const mg_rollout_job *job, mg_error *err
     const mg_nca_dims *d = &cb->dims;
     if (memcmp(&job->dims, d, sizeof *d) != 0)
         return mg_fail(err, "cuda backend: rollout dimensions differ from the backend's");
-    if (ensure_capacity(cb, 1, err) != 0 ||
+    if (cb->train.attached)
+        return mg_fail(err, "cuda backend: a rollout on a backend that holds a training state (its parameters "
+                            "would be overwritten)");
+    if (mg_cuda_ensure_capacity(cb, 1, err) != 0 ||
         upload_common(cb, job->params, &job->sample_index, 1, &job->rules, err) != 0)
         return -1;
-    const size_t state = state_floats(d);
+    const size_t state = mg_cuda_state_floats(d);
     CK(cudaMemcpyAsync(cb->d_ping, job->state, sizeof(float) * state, cudaMemcpyHostToDevice, cb->stream),
        "uploading the state");
     if (job->frame_cb) {
@@ -292,7 +278,7 @@ static int cuda_rollout(mg_backend *be, const mg_rollout_job *job, mg_error *err
         if (job->frame_cb(job->frame_ctx, 0, job->state, err) != 0)
             return -1;
     }
-    mg_cuda_step a = step_args(cb, 1, &job->rules, job->seed, job->iteration);
+    mg_cuda_step a = mg_cuda_step_args(cb, 1, &job->rules, job->seed, job->iteration);
     float *cur = cb->d_ping, *next = cb->d_pong;
     for (int step = 0; step < job->steps; step++) {
         a.step = step;
@@ -321,7 +307,8 @@ static size_t cuda_peak_tape(const mg_backend *be)
     return cb->peak_tape;
 }
 
-static const mg_backend_ops CUDA_OPS = {"cuda", cuda_batch, cuda_rollout, cuda_peak_tape, cuda_destroy};
+static const mg_backend_ops CUDA_OPS = {"cuda",         cuda_batch,   cuda_rollout, cuda_peak_tape,
+                                        cuda_destroy, &MG_CUDA_TRAIN_OPS};
 
 int mg_cuda_device_available(char *why, size_t why_len)
 {
@@ -349,13 +336,14 @@ int mg_cuda_device_available(char *why, size_t why_len)
                          e != cudaSuccess ? cudaGetErrorName(e) : "");
             }
         }
-        clear_last_error();
+        mg_cuda_clear_last_error();
         return 0;
     }
     return 1;
 }
 
-mg_backend *mg_backend_cuda_create(const mg_config *cfg, const mg_nca_dims *dims, int max_steps, mg_error *err)
+mg_backend *mg_backend_cuda_create(const mg_config *cfg, const mg_nca_dims *dims, int max_steps, const mg_comm *comm,
+                                   mg_error *err)
 {
     char why[256];
     if (!mg_cuda_device_available(why, sizeof why)) {
@@ -380,12 +368,20 @@ mg_backend *mg_backend_cuda_create(const mg_config *cfg, const mg_nca_dims *dims
     cb->n_params = mg_param_layout(dims, t);
     cb->smem = mg_cuda_mlp_smem_bytes(dims->channels, dims->hidden);
 
-    int device = 0, smem_optin = 0;
-    cudaError_t e = cudaSetDevice(device);
+    /* One GPU per rank: a node's ranks take its GPUs in turn (ranks share
+     * GPUs only when a node has more ranks than GPUs). A scheduler that
+     * gives each rank one visible GPU (CUDA_VISIBLE_DEVICES) makes it 0. */
+    int count = 0, smem_optin = 0;
+    cudaError_t e = cudaGetDeviceCount(&count);
+    cb->device = comm && count > 0 ? comm->local_rank % count : 0;
     if (e == cudaSuccess)
-        e = cudaDeviceGetAttribute(&smem_optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device);
+        e = cudaSetDevice(cb->device);
+    if (e == cudaSuccess)
+        e = cudaDeviceGetAttribute(&smem_optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, cb->device);
     if (e != cudaSuccess) {
-        cuda_fail(err, e, "selecting GPU 0");
+        char what[64];
+        snprintf(what, sizeof what, "selecting GPU %d", cb->device);
+        mg_cuda_fail(err, e, what);
         cuda_destroy(be);
         return NULL;
     }
@@ -408,7 +404,7 @@ mg_backend *mg_backend_cuda_create(const mg_config *cfg, const mg_nca_dims *dims
     else if ((e = cudaMalloc((void **)&cb->d_freeze, cells)) != cudaSuccess)
         what = "allocating the freeze mask";
     if (what) {
-        cuda_fail(err, e, what);
+        mg_cuda_fail(err, e, what);
         cuda_destroy(be);
         return NULL;
     }

@@ -8,6 +8,7 @@
 
 #include "morphogen/backend.h"
 #include "morphogen/rng.h"
+#include "train_host.h"
 
 typedef struct cpu_backend {
     mg_nca_dims dims;
@@ -15,6 +16,7 @@ typedef struct cpu_backend {
     mg_tape **tapes;  /* [n_threads] */
     float **grad_final; /* [n_threads][cells][C] */
     size_t peak_tape;
+    mg_train_host train; /* the training state: the trainer's arrays */
 } cpu_backend;
 
 static void cpu_destroy(mg_backend *be)
@@ -28,6 +30,7 @@ static void cpu_destroy(mg_backend *be)
     }
     free(cb->tapes);
     free(cb->grad_final);
+    mg_train_host_free(&cb->train);
     free(cb);
     free(be);
 }
@@ -105,7 +108,39 @@ static size_t cpu_peak_tape(const mg_backend *be)
     return cb->peak_tape;
 }
 
-static const mg_backend_ops CPU_OPS = {"cpu", cpu_batch, cpu_rollout, cpu_peak_tape, cpu_destroy};
+/* Training: the host operations on the trainer's own arrays. */
+static mg_train_host *host_of(mg_backend *be) { return &((cpu_backend *)be->impl)->train; }
+static int cpu_attach(mg_backend *be, const mg_train_state *s, mg_error *err)
+{
+    return mg_train_host_attach(host_of(be), s, err);
+}
+static int cpu_gather(mg_backend *be, const mg_train_batch *b, double *loss, mg_error *err)
+{
+    return mg_train_host_gather(host_of(be), b, loss, err);
+}
+static int cpu_rollouts(mg_backend *be, const mg_train_batch *b, double *loss, mg_error *err)
+{
+    return mg_train_host_rollouts(host_of(be), be, b, loss, err);
+}
+static int cpu_exchange(mg_backend *be, mg_error *err) { return mg_train_host_exchange(host_of(be), err); }
+static int cpu_reduce(mg_backend *be, double *norms, mg_error *err)
+{
+    return mg_train_host_reduce(host_of(be), norms, err);
+}
+static int cpu_apply(mg_backend *be, const mg_train_batch *b, const double *norms, double lr, int64_t adam_step,
+                     mg_error *err)
+{
+    return mg_train_host_apply(host_of(be), b, norms, lr, adam_step, err);
+}
+static int cpu_sync(mg_backend *be, int pool, mg_error *err)
+{
+    (void)be, (void)pool, (void)err; /* the state is the trainer's arrays already */
+    return 0;
+}
+
+static const mg_train_ops CPU_TRAIN = {cpu_attach, cpu_gather, cpu_rollouts, cpu_exchange,
+                                       cpu_reduce, cpu_apply,  cpu_sync};
+static const mg_backend_ops CPU_OPS = {"cpu", cpu_batch, cpu_rollout, cpu_peak_tape, cpu_destroy, &CPU_TRAIN};
 
 mg_backend *mg_backend_cpu_create(const mg_config *cfg, const mg_nca_dims *dims, int max_steps, mg_error *err)
 {

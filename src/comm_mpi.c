@@ -130,6 +130,12 @@ void mg_comm_bcast_doubles(mg_comm *c, double *values, int n)
         MPI_Bcast(values, n, MPI_DOUBLE, 0, *(MPI_Comm *)c->world);
 }
 
+void mg_comm_bcast_bytes(mg_comm *c, void *bytes, int n)
+{
+    if (c->size > 1)
+        MPI_Bcast(bytes, n, MPI_BYTE, 0, *(MPI_Comm *)c->world);
+}
+
 int mg_comm_replicated(mg_comm *c, const float *values, int64_t n)
 {
     /* FNV-1a over the bytes: equal data gives equal hashes; MIN == MAX over

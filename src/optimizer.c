@@ -16,20 +16,34 @@ void mg_tree_sum(float *grads, int n, int64_t len)
         }
 }
 
-void mg_grad_normalize(float *grad, const mg_tensor_desc *tensors, int n_tensors, int normalize, double *norms)
+void mg_grad_norms(const float *grad, const mg_tensor_desc *tensors, int n_tensors, double *norms)
 {
     for (int k = 0; k < n_tensors; k++) {
-        float *g = grad + tensors[k].offset;
+        const float *g = grad + tensors[k].offset;
         double sum = 0;
         for (int64_t i = 0; i < tensors[k].size; i++)
             sum += (double)g[i] * g[i];
         norms[k] = sqrt(sum);
-        if (normalize) {
-            const float scale = (float)(1.0 / (norms[k] + 1e-8));
-            for (int64_t i = 0; i < tensors[k].size; i++)
-                g[i] *= scale;
-        }
     }
+}
+
+float mg_grad_scale(double norm) { return (float)(1.0 / (norm + 1e-8)); }
+
+void mg_grad_scale_tensors(float *grad, const mg_tensor_desc *tensors, int n_tensors, const double *norms)
+{
+    for (int k = 0; k < n_tensors; k++) {
+        float *g = grad + tensors[k].offset;
+        const float scale = mg_grad_scale(norms[k]);
+        for (int64_t i = 0; i < tensors[k].size; i++)
+            g[i] *= scale;
+    }
+}
+
+void mg_grad_normalize(float *grad, const mg_tensor_desc *tensors, int n_tensors, int normalize, double *norms)
+{
+    mg_grad_norms(grad, tensors, n_tensors, norms);
+    if (normalize)
+        mg_grad_scale_tensors(grad, tensors, n_tensors, norms);
 }
 
 double mg_lr_at(const mg_config *cfg, int64_t iteration)
@@ -41,13 +55,25 @@ double mg_lr_at(const mg_config *cfg, int64_t iteration)
     return lr;
 }
 
+mg_adam_coef mg_adam_coefficients(const mg_config *cfg, double lr, int64_t step)
+{
+    const double c1 = 1.0 - pow(cfg->beta1, (double)step), c2 = 1.0 - pow(cfg->beta2, (double)step);
+    return (mg_adam_coef){
+        .b1 = (float)cfg->beta1,
+        .b2 = (float)cfg->beta2,
+        .step_size = (float)(lr / c1),
+        .inv_sqrt_c2 = (float)(1.0 / sqrt(c2)),
+        .eps = (float)cfg->adam_eps,
+        .decay = (float)(lr * cfg->weight_decay),
+    };
+}
+
 void mg_adam_update(const mg_config *cfg, double lr, int64_t step, float *params, float *m, float *v,
                     const float *grad, int64_t n)
 {
-    const float b1 = (float)cfg->beta1, b2 = (float)cfg->beta2;
-    const double c1 = 1.0 - pow(cfg->beta1, (double)step), c2 = 1.0 - pow(cfg->beta2, (double)step);
-    const float step_size = (float)(lr / c1), inv_sqrt_c2 = (float)(1.0 / sqrt(c2));
-    const float eps = (float)cfg->adam_eps, decay = (float)(lr * cfg->weight_decay);
+    const mg_adam_coef a = mg_adam_coefficients(cfg, lr, step);
+    const float b1 = a.b1, b2 = a.b2, step_size = a.step_size, inv_sqrt_c2 = a.inv_sqrt_c2, eps = a.eps,
+                decay = a.decay;
     for (int64_t i = 0; i < n; i++) {
         const float g = grad[i];
         m[i] = b1 * m[i] + (1 - b1) * g;

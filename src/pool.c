@@ -65,20 +65,52 @@ void mg_rank_by_loss(const double *loss, int n, int *order)
     }
 }
 
-void mg_damage(const mg_config *cfg, const mg_nca_dims *d, int64_t iteration, int32_t pool_index, float *state)
+/* The disc of mg_damage: centre (cx, cy) and radius r in normalised coordinates. */
+typedef struct damage_disc {
+    double cx, cy, r;
+} damage_disc;
+
+static damage_disc disc_of(const mg_config *cfg, int64_t iteration, int32_t pool_index)
 {
     const uint32_t it = (uint32_t)iteration, s = (uint32_t)pool_index;
-    const double cx = mg_rng_uniform(cfg->seed, MG_RNG_DAMAGE, it, s, 0, 0) - 0.5;
-    const double cy = mg_rng_uniform(cfg->seed, MG_RNG_DAMAGE, it, s, 0, 1) - 0.5;
-    const double r = cfg->damage_radius_min + (cfg->damage_radius_max - cfg->damage_radius_min) *
-                                                  mg_rng_uniform(cfg->seed, MG_RNG_DAMAGE, it, s, 0, 2);
-    const int C = d->channels;
+    damage_disc c;
+    c.cx = mg_rng_uniform(cfg->seed, MG_RNG_DAMAGE, it, s, 0, 0) - 0.5;
+    c.cy = mg_rng_uniform(cfg->seed, MG_RNG_DAMAGE, it, s, 0, 1) - 0.5;
+    c.r = cfg->damage_radius_min +
+          (cfg->damage_radius_max - cfg->damage_radius_min) * mg_rng_uniform(cfg->seed, MG_RNG_DAMAGE, it, s, 0, 2);
+    return c;
+}
+
+static int disc_covers(const damage_disc *c, const mg_nca_dims *d, int y, int x)
+{
+    /* Normalised coordinates in [-1, 1], as numpy's linspace(-1, 1, n). */
+    const double ny = d->height > 1 ? -1.0 + 2.0 * y / (d->height - 1) : 0.0;
+    const double nx = d->width > 1 ? -1.0 + 2.0 * x / (d->width - 1) : 0.0;
+    return (nx - c->cx) * (nx - c->cx) + (ny - c->cy) * (ny - c->cy) < c->r * c->r;
+}
+
+void mg_damage_mask(const mg_config *cfg, const mg_nca_dims *d, int64_t iteration, int32_t pool_index,
+                    unsigned char *mask)
+{
+    const damage_disc c = disc_of(cfg, iteration, pool_index);
     for (int y = 0; y < d->height; y++)
-        for (int x = 0; x < d->width; x++) {
-            /* Normalised coordinates in [-1, 1], as numpy's linspace(-1, 1, n). */
-            const double ny = d->height > 1 ? -1.0 + 2.0 * y / (d->height - 1) : 0.0;
-            const double nx = d->width > 1 ? -1.0 + 2.0 * x / (d->width - 1) : 0.0;
-            if ((nx - cx) * (nx - cx) + (ny - cy) * (ny - cy) < r * r)
-                memset(state + ((size_t)y * d->width + x) * C, 0, sizeof(float) * C);
-        }
+        for (int x = 0; x < d->width; x++)
+            mask[(size_t)y * d->width + x] = (unsigned char)disc_covers(&c, d, y, x);
+}
+
+void mg_zero_cells(const mg_nca_dims *d, const unsigned char *mask, float *state)
+{
+    const int C = d->channels;
+    for (int64_t i = 0; i < mg_cells(d); i++)
+        if (mask[i])
+            memset(state + (size_t)i * C, 0, sizeof(float) * C);
+}
+
+void mg_damage(const mg_config *cfg, const mg_nca_dims *d, int64_t iteration, int32_t pool_index, float *state)
+{
+    const damage_disc c = disc_of(cfg, iteration, pool_index);
+    for (int y = 0; y < d->height; y++)
+        for (int x = 0; x < d->width; x++)
+            if (disc_covers(&c, d, y, x))
+                memset(state + ((size_t)y * d->width + x) * d->channels, 0, sizeof(float) * d->channels);
 }

@@ -11,33 +11,38 @@
 #include "morphogen/rng.h"
 #include "morphogen/train.h"
 
-static int all_finite(const float *x, int64_t n)
-{
-    for (int64_t i = 0; i < n; i++)
-        if (!isfinite(x[i]))
-            return 0;
-    return 1;
-}
-
 int mg_trainer_step(mg_trainer *t, int64_t inject_nan_at, mg_metrics_row *row, mg_error *err)
 {
     const mg_config *cfg = &t->cfg;
+    const mg_train_ops *ops = t->backend->ops->train;
     const int B = cfg->batch, b0 = t->batch_first, n = t->batch_count;
     const int64_t it = t->iteration + 1;
-    const size_t n_state = (size_t)mg_cells(&t->dims) * t->dims.channels;
-    const size_t target_len = (size_t)mg_cells(&t->dims) * 4;
+    const size_t cells = (size_t)mg_cells(&t->dims);
 
-    /* Batch: every rank draws the same global batch and gathers the
-     * positions it owns (their pool slices live on this rank). */
+    /* Batch: every rank draws the same global batch and takes the positions
+     * it owns (their pool slices live on this rank). */
     mg_pool_select(cfg->seed, it, cfg->pool_size, B, t->batch_index);
     for (int i = 0; i < n; i++) {
-        const int64_t p = t->batch_index[b0 + i], local = p - t->pool_first;
+        const int64_t p = t->batch_index[b0 + i];
+        t->local_index[i] = (int32_t)(p - t->pool_first);
         t->sample_index[i] = (uint32_t)p;
-        t->batch_target[i] = t->pool_target[local];
-        float *s = t->batch_states + n_state * i;
-        memcpy(s, t->pool_states + n_state * local, sizeof(float) * n_state);
-        t->batch_loss[b0 + i] = mg_loss_f32(&t->dims, s, t->targets + target_len * t->batch_target[i], NULL, 1.0);
+        t->batch_target[i] = t->pool_target[t->local_index[i]];
+        t->action[i] = MG_TRAIN_KEEP;
     }
+    mg_train_batch batch = {
+        .iteration = (uint32_t)it,
+        .steps = mg_rollout_steps(cfg, it),
+        .rules = {mg_fire_threshold(cfg->fire_rate), cfg->alive_threshold,
+                  cfg->pin_seed ? mg_seed_cell(cfg, &t->dims) : -1, NULL},
+        .local_index = t->local_index,
+        .sample_index = t->sample_index,
+        .target_index = t->batch_target,
+        .action = t->action,
+        .damage = t->damage,
+    };
+    if (ops->gather(t->backend, &batch, t->batch_loss + b0, err) != 0)
+        return MG_EXIT_ERROR;
+
     /* Reseed the worst and damage the best of the GLOBAL batch. */
     if (mg_comm_allgather_doubles(t->comm, t->batch_loss, B, 1, err) != 0)
         return MG_EXIT_ERROR;
@@ -46,45 +51,21 @@ int mg_trainer_step(mg_trainer *t, int64_t inject_nan_at, mg_metrics_row *row, m
         const int b = t->order[r];
         if (b < b0 || b >= b0 + n)
             continue;
-        float *s = t->batch_states + n_state * (b - b0);
         if (r < cfg->replace_worst)
-            mg_seed_state(cfg, &t->dims, s);
-        else if (r >= B - cfg->damage)
-            mg_damage(cfg, &t->dims, it, t->batch_index[b], s);
+            t->action[b - b0] = MG_TRAIN_RESEED;
+        else if (r >= B - cfg->damage) {
+            t->action[b - b0] = MG_TRAIN_DAMAGE;
+            mg_damage_mask(cfg, &t->dims, it, t->batch_index[b], t->damage + cells * (b - b0));
+        }
     }
 
-    /* Rollouts and per-sample gradients of this rank's positions. */
-    const int steps = mg_rollout_steps(cfg, it);
-    const mg_batch_job job = {
-        .dims = t->dims,
-        .rules = {mg_fire_threshold(cfg->fire_rate), cfg->alive_threshold,
-                  cfg->pin_seed ? mg_seed_cell(cfg, &t->dims) : -1, NULL},
-        .seed = cfg->seed,
-        .iteration = (uint32_t)it,
-        .steps = steps,
-        .n = n,
-        .sample_index = t->sample_index,
-        .target_index = t->batch_target,
-        .targets = t->targets,
-        .params = t->params,
-        .n_params = t->n_params,
-        .states = t->batch_states,
-        .loss = t->batch_loss + b0,
-        .grads = t->batch_grads + (size_t)b0 * t->n_params,
-        .grad_states = NULL,
-    };
-    if (t->backend->ops->batch(t->backend, &job, err) != 0)
+    /* Rollouts and per-sample gradients of this rank's positions; then every
+     * rank holds every position's gradient and loss and reduces them in the
+     * same fixed tree order: identical bits on 1 or N ranks. */
+    if (ops->rollouts(t->backend, &batch, t->batch_loss + b0, err) != 0 || ops->exchange(t->backend, err) != 0 ||
+        mg_comm_allgather_doubles(t->comm, t->batch_loss, B, 1, err) != 0 ||
+        ops->reduce(t->backend, row->grad_norm, err) != 0)
         return MG_EXIT_ERROR;
-
-    /* Every rank receives every position's gradient and loss and reduces
-     * them in the same fixed tree order: identical bits on 1 or N ranks. */
-    if (mg_comm_allgather_floats(t->comm, t->batch_grads, B, t->n_params, err) != 0 ||
-        mg_comm_allgather_doubles(t->comm, t->batch_loss, B, 1, err) != 0)
-        return MG_EXIT_ERROR;
-    mg_tree_sum(t->batch_grads, B, t->n_params);
-    const float inv_b = 1.0f / (float)B;
-    for (int64_t i = 0; i < t->n_params; i++)
-        t->batch_grads[i] *= inv_b;
     double loss = 0;
     for (int b = 0; b < B; b++)
         loss += t->batch_loss[b];
@@ -96,19 +77,20 @@ int mg_trainer_step(mg_trainer *t, int64_t inject_nan_at, mg_metrics_row *row, m
     row->loss = loss;
     row->lr = mg_lr_at(cfg, it);
     row->cell_steps_per_s = 0;
-    if (!isfinite(loss) || !all_finite(t->batch_grads, t->n_params))
+    /* A gradient element is non-finite exactly when its tensor's norm is
+     * (squares of finite floats cannot overflow a double). */
+    int finite = isfinite(loss);
+    for (int k = 0; k < t->n_tensors; k++)
+        finite = finite && isfinite(row->grad_norm[k]);
+    if (!finite)
         return MG_EXIT_NONFINITE;
 
-    mg_grad_normalize(t->batch_grads, t->tensors, t->n_tensors, cfg->grad_normalize, row->grad_norm);
     t->adam_step++;
-    mg_adam_update(cfg, row->lr, t->adam_step, t->params, t->adam_m, t->adam_v, t->batch_grads, t->n_params);
-
-    /* Final states and their losses go back into this rank's pool shard. */
-    for (int i = 0; i < n; i++) {
-        const int64_t local = t->batch_index[b0 + i] - t->pool_first;
-        memcpy(t->pool_states + n_state * local, t->batch_states + n_state * i, sizeof(float) * n_state);
-        t->pool_loss[local] = (float)t->batch_loss[b0 + i];
-    }
+    if (ops->apply(t->backend, &batch, row->grad_norm, row->lr, t->adam_step, err) != 0)
+        return MG_EXIT_ERROR;
+    /* The final states went back into the pool; their losses go here. */
+    for (int i = 0; i < n; i++)
+        t->pool_loss[t->local_index[i]] = (float)t->batch_loss[b0 + i];
     t->iteration = it;
     return 0;
 }
@@ -128,8 +110,10 @@ static int append_metrics(mg_trainer *t, const mg_metrics_row *row, mg_error *er
 }
 
 /* Collective: every rank writes its pool shard into the same file. */
-static int checkpoint(const mg_trainer *t, const char *path, double wall_time, mg_error *err)
+static int checkpoint(mg_trainer *t, const char *path, double wall_time, mg_error *err)
 {
+    if (mg_trainer_sync(t, 1, err) != 0)
+        return -1;
     mg_run_snapshot snap;
     mg_trainer_snapshot(t, wall_time, &snap);
     if (!t->comm->world) /* a plain process: no MPI, the serial writer */
@@ -207,6 +191,10 @@ int mg_trainer_run(mg_trainer *t, const mg_train_options *opt, mg_error *err)
         if (comm->rank == 0) {
             const double rate = (double)(t->iteration - first) / (t1 - start);
             mg_progress_update(&progress, t->iteration, cfg->iterations, row.loss, rate, row.cell_steps_per_s, t1);
+        }
+        if (t->iteration % cfg->verify_every == 0 && mg_trainer_sync(t, 0, err) != 0) {
+            say(t, opt->log, err->msg);
+            mg_comm_abort(comm, MG_EXIT_ERROR);
         }
         if (t->iteration % cfg->verify_every == 0 && !mg_comm_replicated(comm, t->params, t->n_params)) {
             if (comm->rank == 0)

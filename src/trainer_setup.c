@@ -42,23 +42,50 @@ static void assign_shard(mg_trainer *t, mg_comm *comm)
     pool_shard(&t->cfg, comm, &t->pool_first, &t->pool_count);
 }
 
-/* Buffers and backend that depend only on the config. */
+/* Buffers and backend that depend only on the config, and the backend's
+ * copy of the state (called last, once the state is complete). */
 static int allocate_work(mg_trainer *t, mg_error *err)
 {
     const mg_config *cfg = &t->cfg;
     const int B = cfg->batch, n = t->batch_count;
     t->batch_index = malloc(sizeof(int32_t) * B);
+    t->local_index = malloc(sizeof(int32_t) * n);
     t->sample_index = malloc(sizeof(uint32_t) * n);
     t->batch_target = malloc(sizeof(int32_t) * n);
-    t->batch_states = malloc(sizeof(float) * state_len(t) * n);
-    t->batch_grads = malloc(sizeof(float) * (size_t)t->n_params * B);
+    t->action = malloc((size_t)n);
+    t->damage = malloc((size_t)mg_cells(&t->dims) * n);
     t->batch_loss = malloc(sizeof(double) * B);
     t->order = malloc(sizeof(int) * B);
-    if (!t->batch_index || !t->sample_index || !t->batch_target || !t->batch_states ||
-        !t->batch_grads || !t->batch_loss || !t->order)
+    if (!t->batch_index || !t->local_index || !t->sample_index || !t->batch_target || !t->action || !t->damage ||
+        !t->batch_loss || !t->order)
         return mg_fail(err, "out of memory for a batch of %d samples", B);
-    t->backend = mg_backend_create(cfg, &t->dims, cfg->steps_max, err);
-    return t->backend ? 0 : -1;
+    t->backend = mg_backend_create(cfg, &t->dims, cfg->steps_max, t->comm, err);
+    if (!t->backend)
+        return -1;
+    const mg_train_state s = {
+        .cfg = &t->cfg,
+        .dims = t->dims,
+        .n_tensors = t->n_tensors,
+        .tensors = t->tensors,
+        .n_params = t->n_params,
+        .params = t->params,
+        .adam_m = t->adam_m,
+        .adam_v = t->adam_v,
+        .pool_count = t->pool_count,
+        .pool_states = t->pool_states,
+        .n_targets = t->n_targets,
+        .targets = t->targets,
+        .batch = B,
+        .batch_first = t->batch_first,
+        .batch_count = n,
+        .comm = t->comm,
+    };
+    return t->backend->ops->train->attach(t->backend, &s, err);
+}
+
+int mg_trainer_sync(mg_trainer *t, int pool, mg_error *err)
+{
+    return t->backend->ops->train->sync(t->backend, pool, err);
 }
 
 static int allocate_state(mg_trainer *t, mg_error *err)
@@ -289,10 +316,11 @@ void mg_trainer_free(mg_trainer *t)
     free(t->pool_target);
     free(t->metrics);
     free(t->batch_index);
+    free(t->local_index);
     free(t->sample_index);
     free(t->batch_target);
-    free(t->batch_states);
-    free(t->batch_grads);
+    free(t->action);
+    free(t->damage);
     free(t->batch_loss);
     free(t->order);
     memset(t, 0, sizeof *t);

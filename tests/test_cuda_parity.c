@@ -178,7 +178,7 @@ static void run_case(const parity_case *pc)
     const int max_steps = pc->steps + 3;
     mg_backend *cpu = mg_backend_cpu_create(&cfg, d, max_steps, &err);
     assert_non_null(cpu);
-    mg_backend *gpu = mg_backend_cuda_create(&cfg, d, max_steps, &err);
+    mg_backend *gpu = mg_backend_cuda_create(&cfg, d, max_steps, NULL, &err);
     if (!gpu) {
         fprintf(stderr, "%s: %s\n", pc->name, err.msg);
         fail();
@@ -382,7 +382,7 @@ static void test_too_large_model_refused(void **state)
     mg_config_defaults(&cfg);
     const mg_nca_dims d = {8, 8, 128, 1024};
     mg_error err = {{0}};
-    mg_backend *be = mg_backend_cuda_create(&cfg, &d, 4, &err);
+    mg_backend *be = mg_backend_cuda_create(&cfg, &d, 4, NULL, &err);
     assert_null(be);
     assert_non_null(strstr(err.msg, "shared memory"));
     assert_null(strchr(err.msg, '\n'));

@@ -148,7 +148,7 @@ static void run_backend(int threads, float *states, float *grads, double *loss)
         fixture_state(&DIMS, 60u + (uint32_t)b, 0.1, sd);
         to_float(sd, states + n * b, n);
     }
-    mg_backend *be = mg_backend_create(&cfg, &DIMS, STEPS, &err);
+    mg_backend *be = mg_backend_create(&cfg, &DIMS, STEPS, NULL, &err);
     assert_non_null(be);
     const mg_batch_job job = {.dims = DIMS,
                               .rules = {mg_fire_threshold(0.5), 0.1, -1, NULL},

@@ -1,5 +1,6 @@
 /* The communicator between ranks of one training job: MPI for the CPU
- * backend (NCCL for CUDA later, behind the same calls). Training exchanges
+ * backend and the host side of every job (the cuda backend exchanges its
+ * gradients with NCCL when it can: kernels/nccl_exchange.c). Training exchanges
  * per-sample results by global batch position, so every rank can reduce
  * them in the same fixed order: results do not depend on the rank count. */
 #ifndef MORPHOGEN_COMM_H
@@ -48,6 +49,7 @@ int mg_comm_lowest_rank(mg_comm *c, int flag);
 
 /* Rank 0's values, everywhere. */
 void mg_comm_bcast_doubles(mg_comm *c, double *values, int n);
+void mg_comm_bcast_bytes(mg_comm *c, void *bytes, int n);
 
 /* 1 if `n` floats are bitwise identical on every rank (cheap: compares a
  * 64-bit hash with MIN and MAX reductions). */

@@ -37,5 +37,10 @@ void mg_rank_by_loss(const double *loss, int n, int *order);
  * coordinates), keyed by (seed, iteration, pool index). */
 void mg_damage(const mg_config *cfg, const mg_nca_dims *d, int64_t iteration, int32_t pool_index,
                float *state);
+/* mg_damage in two halves: the disc as a mask [cells] (1 = zero this cell),
+ * and zeroing the masked cells of a state. */
+void mg_damage_mask(const mg_config *cfg, const mg_nca_dims *d, int64_t iteration, int32_t pool_index,
+                    unsigned char *mask);
+void mg_zero_cells(const mg_nca_dims *d, const unsigned char *mask, float *state);
 
 #endif

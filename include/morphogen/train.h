@@ -43,13 +43,16 @@ typedef struct mg_trainer {
 
     /* per-iteration work buffers */
     int32_t *batch_index;    /* [batch] global pool index of each position */
+    int32_t *local_index;    /* [batch_count] index into this rank's pool shard */
     uint32_t *sample_index;  /* [batch_count] */
     int32_t *batch_target;   /* [batch_count] */
-    float *batch_states;     /* [batch_count][cells][C] */
-    float *batch_grads;      /* [batch][n_params], every position after the exchange */
+    unsigned char *action;   /* [batch_count] MG_TRAIN_* */
+    unsigned char *damage;   /* [batch_count][cells] damage discs */
     double *batch_loss;      /* [batch] */
     int *order;              /* [batch] */
 
+    /* Computes the iterations; holds the working copy of params, adam_m,
+     * adam_v and pool_states between checkpoints (mg_train_ops). */
     mg_backend *backend;
 } mg_trainer;
 
@@ -86,8 +89,13 @@ int mg_trainer_run(mg_trainer *t, const mg_train_options *opt, mg_error *err);
 int mg_trainer_step(mg_trainer *t, int64_t inject_nan_at, mg_metrics_row *row, mg_error *err);
 
 /* View of the trainer as a run-file snapshot (no copies; the pool arrays are
- * this rank's shard). */
+ * this rank's shard). Call mg_trainer_sync first: the host arrays are
+ * current only after it. */
 void mg_trainer_snapshot(const mg_trainer *t, double wall_time, mg_run_snapshot *snap);
+
+/* Bring the host arrays up to date with the backend's working copy
+ * (parameters and Adam moments, and the pool when `pool` is set). */
+int mg_trainer_sync(mg_trainer *t, int pool, mg_error *err);
 
 void mg_trainer_free(mg_trainer *t);
 

@@ -172,7 +172,7 @@ int mg_cmd_grad(int argc, char **argv)
         sample[b] = (uint32_t)b;
         target_index[b] = target;
     }
-    be = mg_backend_create(&cfg, &d, steps, &err);
+    be = mg_backend_create(&cfg, &d, steps, NULL, &err);
     if (!be)
         goto report;
     const mg_batch_job job = {

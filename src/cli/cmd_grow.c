@@ -216,7 +216,7 @@ int mg_cmd_grow(int argc, char **argv)
                 d.channels);
         goto done;
     }
-    be = mg_backend_create(cfg, &d, steps, &err);
+    be = mg_backend_create(cfg, &d, steps, NULL, &err);
     if (!be)
         goto report;
     float *state = malloc(sizeof(float) * state_len);

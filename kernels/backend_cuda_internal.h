@@ -1,0 +1,100 @@
+/* The cuda backend's state, shared by its host-side files: backend_cuda.c
+ * (creation, rollouts of a batch) and train_cuda.c (the training state on
+ * the device). Not part of any public interface. */
+#ifndef MORPHOGEN_KERNELS_BACKEND_CUDA_INTERNAL_H
+#define MORPHOGEN_KERNELS_BACKEND_CUDA_INTERNAL_H
+
+#include <cuda_runtime_api.h>
+
+#include "mg_cuda.h"
+#include "morphogen/backend.h"
+#include "nccl_exchange.h"
+
+/* The training state on the device (train_cuda.c), from attach on. */
+typedef struct cuda_train {
+    int attached;
+    mg_train_state s;        /* its host arrays are where sync writes */
+    float *d_pool;           /* [pool_count][cells][C] */
+    float *d_all_targets;    /* [n_targets][cells][4] */
+    float *d_seed;           /* [cells][C] the seed state */
+    float *d_adam_m, *d_adam_v;
+    float *d_grads;          /* [batch][n_params]: this rank's positions, then all after exchange */
+    int32_t *d_damage_index; /* [batch_count] */
+    unsigned char *d_damage; /* [batch_count][cells] */
+    double *d_norm_partial;  /* [n_tensors][MG_CUDA_NORM_BLOCKS] */
+    double *d_norms;         /* [n_tensors] */
+    const float *d_final;    /* the batch's final states, in a rollout buffer */
+    float *h_stage;          /* [batch][n_params] host staging of an exchange without NCCL */
+    mg_nccl *nccl;           /* NULL: exchange through MPI on the host */
+} cuda_train;
+
+typedef struct cuda_backend {
+    mg_nca_dims dims;
+    int max_steps;
+    int every;            /* a state is saved every `every` steps (train.checkpoint_steps) */
+    int64_t n_params;
+    size_t smem;          /* dynamic shared memory of the MLP kernels */
+    int device;           /* the GPU this backend uses */
+    cudaStream_t stream;
+    int n_cap;            /* samples the buffers below are sized for (0 = none yet) */
+    float *d_params;
+    uint32_t *d_sample_index;
+    unsigned char *d_freeze;
+    float *d_targets;     /* [n][cells][4] each sample's target */
+    float *d_saved;       /* [max_steps/every + 1][n][cells][C] states at multiples of every */
+    float *d_segment;     /* [every - 1][n][cells][C] recomputed states of a segment */
+    unsigned char *d_alive; /* [max_steps][n][cells] mask m of each step */
+    float *d_mid, *d_ping, *d_pong; /* [n][cells][C] step scratch */
+    float *d_grad_a, *d_grad_b;     /* [n][cells][C] gradient ping-pong */
+    double *d_loss;       /* [n] */
+    float *d_grads;       /* [n][n_params] */
+    mg_cuda_work work;
+    size_t peak_tape;
+    cuda_train train;
+} cuda_backend;
+
+/* The runtime also records a failed call as its "last error", which the
+ * launchers' cudaGetLastError would report again at the next, unrelated
+ * launch: clear it once it has been reported here. */
+static inline void mg_cuda_clear_last_error(void) { (void)cudaGetLastError(); }
+
+static inline int mg_cuda_fail(mg_error *err, cudaError_t e, const char *what)
+{
+    mg_cuda_clear_last_error();
+    return mg_fail(err, "cuda backend: %s: %s", what, cudaGetErrorString(e));
+}
+
+#define CK(call, what)                                   \
+    do {                                                 \
+        const cudaError_t e_ = (call);                   \
+        if (e_ != cudaSuccess)                           \
+            return mg_cuda_fail(err, e_, what);          \
+    } while (0)
+
+static inline size_t mg_cuda_state_floats(const mg_nca_dims *d) { return (size_t)mg_cells(d) * d->channels; }
+
+/* Size the per-sample rollout buffers for n samples (grown, never shrunk). */
+int mg_cuda_ensure_capacity(cuda_backend *cb, int n, mg_error *err);
+
+/* Where the rollout of n samples starts: saved state 0 when gradients are
+ * taken, else a ping-pong buffer. */
+float *mg_cuda_rollout_start(const cuda_backend *cb, int n, int grads);
+
+/* Roll out n samples from mg_cuda_rollout_start(cb, n, d_grads != NULL),
+ * with d_params, d_sample_index, d_targets (and d_freeze when the rules
+ * have one) in place: losses to d_loss, and unless d_grads is NULL each
+ * sample's raw parameter gradient to d_grads [n][n_params]. *d_final is the
+ * buffer holding the final states, *d_g0 (if not NULL) the one holding
+ * dL/ds0. Enqueued on the stream; nothing is synchronised. */
+int mg_cuda_run_rollouts(cuda_backend *cb, int n, int steps, const mg_step_rules *r, uint64_t seed,
+                         uint32_t iteration, float *d_grads, float **d_final, float **d_g0, mg_error *err);
+
+/* The step description common to every step of a job. */
+mg_cuda_step mg_cuda_step_args(const cuda_backend *cb, int n, const mg_step_rules *r, uint64_t seed,
+                               uint32_t iteration);
+
+/* train_cuda.c */
+extern const mg_train_ops MG_CUDA_TRAIN_OPS;
+void mg_cuda_train_release(cuda_backend *cb);
+
+#endif

@@ -1,0 +1,133 @@
+/* NCCL through dlopen (see nccl_exchange.h). The few declarations below are
+ * NCCL's C ABI, stable across NCCL 2.x (nccl.h: ncclUniqueId is 128 bytes,
+ * ncclFloat is 7, ncclSuccess is 0); declaring them here rather than
+ * including nccl.h keeps this file compilable where only the CUDA emulator
+ * exists. */
+#define _POSIX_C_SOURCE 200809L
+#include <dlfcn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "nccl_exchange.h"
+
+typedef struct nccl_comm_opaque *nccl_comm_t;
+typedef struct {
+    char internal[128];
+} nccl_unique_id;
+typedef int nccl_result_t;
+enum { NCCL_SUCCESS = 0, NCCL_FLOAT = 7 };
+
+struct mg_nccl {
+    void *lib;
+    nccl_comm_t comm;
+    int rank;
+    nccl_result_t (*get_unique_id)(nccl_unique_id *);
+    nccl_result_t (*comm_init_rank)(nccl_comm_t *, int, nccl_unique_id, int);
+    nccl_result_t (*all_gather)(const void *, void *, size_t, int, nccl_comm_t, cudaStream_t);
+    nccl_result_t (*comm_destroy)(nccl_comm_t);
+    nccl_result_t (*comm_abort)(nccl_comm_t);
+    const char *(*error_string)(nccl_result_t);
+};
+
+/* dlsym into a function pointer without a cast between object and function
+ * pointers (the POSIX idiom). */
+static int resolve(void *lib, const char *name, void *fn_ptr)
+{
+    void *sym = dlsym(lib, name);
+    memcpy(fn_ptr, &sym, sizeof sym);
+    return sym != NULL;
+}
+
+static mg_nccl *load(char *why, size_t why_len)
+{
+    const char *path = getenv("MORPHOGEN_NCCL");
+    if (!path || !*path)
+        path = "libnccl.so.2";
+    void *lib = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+    if (!lib) {
+        const char *e = dlerror();
+        snprintf(why, why_len, "NCCL did not load (%s; set MORPHOGEN_NCCL to the library's path)",
+                 e ? e : path);
+        return NULL;
+    }
+    mg_nccl *x = calloc(1, sizeof *x);
+    if (!x) {
+        dlclose(lib);
+        snprintf(why, why_len, "out of memory");
+        return NULL;
+    }
+    x->lib = lib;
+    if (!resolve(lib, "ncclGetUniqueId", &x->get_unique_id) || !resolve(lib, "ncclCommInitRank", &x->comm_init_rank) ||
+        !resolve(lib, "ncclAllGather", &x->all_gather) || !resolve(lib, "ncclCommDestroy", &x->comm_destroy) ||
+        !resolve(lib, "ncclCommAbort", &x->comm_abort) || !resolve(lib, "ncclGetErrorString", &x->error_string)) {
+        snprintf(why, why_len, "%s is not an NCCL 2 library (a function is missing)", path);
+        dlclose(lib);
+        free(x);
+        return NULL;
+    }
+    return x;
+}
+
+void mg_nccl_destroy(mg_nccl *x)
+{
+    if (!x)
+        return;
+    if (x->comm)
+        x->comm_destroy(x->comm);
+    dlclose(x->lib);
+    free(x);
+}
+
+int mg_nccl_create(mg_comm *comm, int own_gpu, mg_nccl **out, char *why, size_t why_len, mg_error *err)
+{
+    *out = NULL;
+    char mine[256] = "";
+    mg_nccl *x = NULL;
+    if (!own_gpu)
+        snprintf(mine, sizeof mine, "ranks share a GPU (NCCL needs one GPU per rank)");
+    else
+        x = load(mine, sizeof mine);
+    /* Every rank must take the same road, or some would wait in NCCL and
+     * the others in MPI. */
+    if (!mg_comm_all(comm, x != NULL)) {
+        snprintf(why, why_len, "%s", x ? "NCCL is not usable on every rank" : mine);
+        mg_nccl_destroy(x);
+        return 0;
+    }
+    struct {
+        int ok;
+        nccl_unique_id id;
+    } root;
+    memset(&root, 0, sizeof root);
+    if (comm->rank == 0)
+        root.ok = x->get_unique_id(&root.id) == NCCL_SUCCESS;
+    mg_comm_bcast_bytes(comm, &root, (int)sizeof root);
+    if (!root.ok) {
+        snprintf(why, why_len, "ncclGetUniqueId failed on rank 0");
+        mg_nccl_destroy(x);
+        return 0;
+    }
+    x->rank = comm->rank;
+    const nccl_result_t r = x->comm_init_rank(&x->comm, comm->size, root.id, comm->rank);
+    if (r != NCCL_SUCCESS)
+        x->comm = NULL;
+    if (!mg_comm_all(comm, r == NCCL_SUCCESS)) {
+        const char *text = r != NCCL_SUCCESS ? x->error_string(r) : "failed on another rank";
+        if (x->comm)
+            x->comm_abort(x->comm);
+        x->comm = NULL;
+        mg_nccl_destroy(x);
+        return mg_fail(err, "cuda backend: creating the NCCL communicator: %s", text);
+    }
+    *out = x;
+    return 0;
+}
+
+int mg_nccl_allgather(mg_nccl *x, float *d_buf, size_t count, cudaStream_t stream, mg_error *err)
+{
+    const nccl_result_t r = x->all_gather(d_buf + (size_t)x->rank * count, d_buf, count, NCCL_FLOAT, x->comm, stream);
+    if (r != NCCL_SUCCESS)
+        return mg_fail(err, "cuda backend: NCCL all-gather of the gradients: %s", x->error_string(r));
+    return 0;
+}

@@ -1,0 +1,297 @@
+/* The training state on the device (mg_train_ops of the cuda backend): the
+ * pool shard, parameters and Adam moments live in GPU memory from attach
+ * on; an iteration moves only indices, damage masks, losses and norms
+ * across PCIe, and the gradients move between GPUs through NCCL (or MPI on
+ * the host, staged, when NCCL cannot be used). The host reference of every
+ * operation is src/train_host.c. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "backend_cuda_internal.h"
+#include "mg_cuda_train.h"
+#include "morphogen/optimizer.h"
+#include "morphogen/pool.h"
+
+_Static_assert(MG_MAX_TENSORS <= MG_CUDA_MAX_TENSORS, "mg_cuda_tensors must hold every parameter tensor");
+
+static size_t cells_of(const cuda_backend *cb) { return (size_t)mg_cells(&cb->dims); }
+
+void mg_cuda_train_release(cuda_backend *cb)
+{
+    cuda_train *tr = &cb->train;
+    void *all[] = {tr->d_pool,         tr->d_all_targets,  tr->d_seed,  tr->d_adam_m, tr->d_adam_v, tr->d_grads,
+                   tr->d_damage_index, tr->d_damage,       tr->d_norms, tr->d_norm_partial};
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
+        if (all[i])
+            cudaFree(all[i]);
+    free(tr->h_stage);
+    mg_nccl_destroy(tr->nccl);
+    memset(tr, 0, sizeof *tr);
+}
+
+static mg_cuda_tensors tensors_of(const mg_train_state *s)
+{
+    mg_cuda_tensors t;
+    memset(&t, 0, sizeof t);
+    t.n = s->n_tensors;
+    for (int k = 0; k < s->n_tensors; k++) {
+        t.offset[k] = s->tensors[k].offset;
+        t.size[k] = s->tensors[k].size;
+    }
+    return t;
+}
+
+/* How gradients travel between ranks: NCCL when every rank can use it. */
+static int choose_exchange(cuda_backend *cb, mg_error *err)
+{
+    cuda_train *tr = &cb->train;
+    mg_comm *comm = tr->s.comm;
+    if (!comm || comm->size <= 1)
+        return 0;
+    int count = 0;
+    if (cudaGetDeviceCount(&count) != cudaSuccess)
+        count = 0;
+    mg_cuda_clear_last_error();
+    char why[320] = "";
+    if (mg_nccl_create(comm, comm->local_size <= count, &tr->nccl, why, sizeof why, err) != 0)
+        return -1;
+    if (!tr->nccl) {
+        tr->h_stage = malloc(sizeof(float) * (size_t)tr->s.n_params * (size_t)tr->s.batch);
+        if (!tr->h_stage)
+            return mg_fail(err, "cuda backend: out of memory for the gradient exchange");
+        if (comm->rank == 0)
+            fprintf(stderr, "morphogen: cuda backend: gradients are exchanged through MPI on the host, not NCCL: %s\n",
+                    why);
+    }
+    return 0;
+}
+
+static int cuda_attach(mg_backend *be, const mg_train_state *s, mg_error *err)
+{
+    cuda_backend *cb = be->impl;
+    mg_cuda_train_release(cb);
+    cuda_train *tr = &cb->train;
+    tr->s = *s;
+    if (memcmp(&s->dims, &cb->dims, sizeof cb->dims) != 0 || s->n_params != cb->n_params ||
+        s->n_tensors > MG_CUDA_MAX_TENSORS)
+        return mg_fail(err, "cuda backend: the training state's dimensions differ from the backend's");
+    if (mg_cuda_ensure_capacity(cb, s->batch_count, err) != 0)
+        return -1;
+    const size_t cells = cells_of(cb), state = mg_cuda_state_floats(&cb->dims), P = (size_t)s->n_params;
+    struct {
+        void **ptr;
+        size_t bytes;
+    } want[] = {
+        {(void **)&tr->d_pool, sizeof(float) * state * (size_t)s->pool_count},
+        {(void **)&tr->d_all_targets, sizeof(float) * cells * 4 * (size_t)s->n_targets},
+        {(void **)&tr->d_seed, sizeof(float) * state},
+        {(void **)&tr->d_adam_m, sizeof(float) * P},
+        {(void **)&tr->d_adam_v, sizeof(float) * P},
+        {(void **)&tr->d_grads, sizeof(float) * P * (size_t)s->batch},
+        {(void **)&tr->d_damage_index, sizeof(int32_t) * (size_t)s->batch_count},
+        {(void **)&tr->d_damage, cells * (size_t)s->batch_count},
+        {(void **)&tr->d_norms, sizeof(double) * MG_CUDA_MAX_TENSORS},
+        {(void **)&tr->d_norm_partial, sizeof(double) * MG_CUDA_MAX_TENSORS * MG_CUDA_NORM_BLOCKS},
+    };
+    size_t total = 0;
+    for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
+        total += want[i].bytes;
+        const cudaError_t e = cudaMalloc(want[i].ptr, want[i].bytes ? want[i].bytes : 1);
+        if (e != cudaSuccess) {
+            mg_cuda_train_release(cb);
+            mg_cuda_clear_last_error();
+            return mg_fail(err, "cuda backend: out of device memory for the training state (a pool shard of %lld "
+                                "samples of %dx%dx%d; %.1f MiB so far): %s",
+                           (long long)s->pool_count, cb->dims.height, cb->dims.width, cb->dims.channels,
+                           (double)total / 1048576.0, cudaGetErrorString(e));
+        }
+    }
+    float *seed = malloc(sizeof(float) * state);
+    if (!seed)
+        return mg_fail(err, "cuda backend: out of memory");
+    mg_seed_state(s->cfg, &cb->dims, seed);
+    cudaError_t e = cudaMemcpyAsync(tr->d_seed, seed, sizeof(float) * state, cudaMemcpyHostToDevice, cb->stream);
+    if (e == cudaSuccess)
+        e = cudaStreamSynchronize(cb->stream); /* before seed is freed */
+    free(seed);
+    CK(e, "uploading the seed state");
+    CK(cudaMemcpyAsync(cb->d_params, s->params, sizeof(float) * P, cudaMemcpyHostToDevice, cb->stream),
+       "uploading parameters");
+    CK(cudaMemcpyAsync(tr->d_adam_m, s->adam_m, sizeof(float) * P, cudaMemcpyHostToDevice, cb->stream),
+       "uploading Adam's moments");
+    CK(cudaMemcpyAsync(tr->d_adam_v, s->adam_v, sizeof(float) * P, cudaMemcpyHostToDevice, cb->stream),
+       "uploading Adam's moments");
+    CK(cudaMemcpyAsync(tr->d_pool, s->pool_states, sizeof(float) * state * (size_t)s->pool_count,
+                       cudaMemcpyHostToDevice, cb->stream), "uploading the pool");
+    CK(cudaMemcpyAsync(tr->d_all_targets, s->targets, sizeof(float) * cells * 4 * (size_t)s->n_targets,
+                       cudaMemcpyHostToDevice, cb->stream), "uploading the targets");
+    CK(cudaStreamSynchronize(cb->stream), "uploading the training state");
+    if (choose_exchange(cb, err) != 0)
+        return -1;
+    tr->attached = 1;
+    return 0;
+}
+
+static int check_attached(const cuda_backend *cb, mg_error *err)
+{
+    return cb->train.attached ? 0 : mg_fail(err, "cuda backend: a training operation before attach");
+}
+
+static int cuda_gather(mg_backend *be, const mg_train_batch *b, double *loss, mg_error *err)
+{
+    cuda_backend *cb = be->impl;
+    if (check_attached(cb, err) != 0)
+        return -1;
+    const cuda_train *tr = &cb->train;
+    const int n = tr->s.batch_count;
+    const size_t cells = cells_of(cb), state = mg_cuda_state_floats(&cb->dims);
+    float *start = mg_cuda_rollout_start(cb, n, 1);
+    CK(cudaMemcpyAsync(cb->d_sample_index, b->sample_index, sizeof(uint32_t) * n, cudaMemcpyHostToDevice,
+                       cb->stream), "uploading sample indices");
+    for (int i = 0; i < n; i++) {
+        CK(cudaMemcpyAsync(start + state * i, tr->d_pool + state * (size_t)b->local_index[i], sizeof(float) * state,
+                           cudaMemcpyDeviceToDevice, cb->stream), "gathering the batch from the pool");
+        CK(cudaMemcpyAsync(cb->d_targets + cells * 4 * i, tr->d_all_targets + cells * 4 * (size_t)b->target_index[i],
+                           sizeof(float) * cells * 4, cudaMemcpyDeviceToDevice, cb->stream),
+           "gathering the batch's targets");
+    }
+    CK(mg_cuda_loss(n, (int)cells, cb->dims.channels, start, cb->d_targets, cb->d_loss, NULL, cb->stream),
+       "the pool samples' losses");
+    CK(cudaMemcpyAsync(loss, cb->d_loss, sizeof(double) * n, cudaMemcpyDeviceToHost, cb->stream),
+       "downloading losses");
+    CK(cudaStreamSynchronize(cb->stream), "gathering the batch");
+    return 0;
+}
+
+static int cuda_rollouts(mg_backend *be, const mg_train_batch *b, double *loss, mg_error *err)
+{
+    cuda_backend *cb = be->impl;
+    if (check_attached(cb, err) != 0)
+        return -1;
+    cuda_train *tr = &cb->train;
+    const int n = tr->s.batch_count;
+    if (b->steps < 0 || b->steps > cb->max_steps)
+        return mg_fail(err, "cuda backend: rollout of %d steps exceeds the configured maximum", b->steps);
+    const size_t cells = cells_of(cb), state = mg_cuda_state_floats(&cb->dims);
+    float *start = mg_cuda_rollout_start(cb, n, 1);
+    int32_t which[n];
+    for (int i = 0; i < n; i++) {
+        which[i] = b->action[i] == MG_TRAIN_DAMAGE;
+        if (b->action[i] == MG_TRAIN_RESEED)
+            CK(cudaMemcpyAsync(start + state * i, tr->d_seed, sizeof(float) * state, cudaMemcpyDeviceToDevice,
+                               cb->stream), "reseeding");
+        else if (which[i])
+            CK(cudaMemcpyAsync(tr->d_damage + cells * i, b->damage + cells * i, cells, cudaMemcpyHostToDevice,
+                               cb->stream), "uploading damage masks");
+    }
+    CK(cudaMemcpyAsync(tr->d_damage_index, which, sizeof which, cudaMemcpyHostToDevice, cb->stream),
+       "uploading damage flags");
+    CK(mg_cuda_zero_cells(n, (int)cells, cb->dims.channels, tr->d_damage_index, tr->d_damage, start, cb->stream),
+       "damaging");
+    if (b->rules.freeze)
+        CK(cudaMemcpyAsync(cb->d_freeze, b->rules.freeze, cells, cudaMemcpyHostToDevice, cb->stream),
+           "uploading the freeze mask");
+    float *final = NULL;
+    if (mg_cuda_run_rollouts(cb, n, b->steps, &b->rules, tr->s.cfg->seed, b->iteration,
+                             tr->d_grads + (size_t)tr->s.batch_first * cb->n_params, &final, NULL, err) != 0)
+        return -1;
+    tr->d_final = final;
+    CK(cudaMemcpyAsync(loss, cb->d_loss, sizeof(double) * n, cudaMemcpyDeviceToHost, cb->stream),
+       "downloading losses");
+    /* Also keeps `which` alive until its upload has run. */
+    CK(cudaStreamSynchronize(cb->stream), "running the batch");
+    return 0;
+}
+
+static int cuda_exchange(mg_backend *be, mg_error *err)
+{
+    cuda_backend *cb = be->impl;
+    if (check_attached(cb, err) != 0)
+        return -1;
+    cuda_train *tr = &cb->train;
+    const mg_train_state *s = &tr->s;
+    if (!s->comm || s->comm->size <= 1)
+        return 0;
+    const size_t P = (size_t)s->n_params, mine = P * (size_t)s->batch_count;
+    if (tr->nccl) {
+        if (mg_nccl_allgather(tr->nccl, tr->d_grads, mine, cb->stream, err) != 0)
+            return -1;
+        return 0;
+    }
+    float *own = tr->d_grads + P * (size_t)s->batch_first;
+    CK(cudaMemcpyAsync(tr->h_stage + P * (size_t)s->batch_first, own, sizeof(float) * mine, cudaMemcpyDeviceToHost,
+                       cb->stream), "downloading gradients for the exchange");
+    CK(cudaStreamSynchronize(cb->stream), "downloading gradients for the exchange");
+    if (mg_comm_allgather_floats(s->comm, tr->h_stage, s->batch, s->n_params, err) != 0)
+        return -1;
+    CK(cudaMemcpyAsync(tr->d_grads, tr->h_stage, sizeof(float) * P * (size_t)s->batch, cudaMemcpyHostToDevice,
+                       cb->stream), "uploading exchanged gradients");
+    return 0;
+}
+
+static int cuda_reduce(mg_backend *be, double *norms, mg_error *err)
+{
+    cuda_backend *cb = be->impl;
+    if (check_attached(cb, err) != 0)
+        return -1;
+    cuda_train *tr = &cb->train;
+    const mg_train_state *s = &tr->s;
+    const mg_cuda_tensors t = tensors_of(s);
+    CK(mg_cuda_tree_sum_scale(s->batch, s->n_params, 1.0f / (float)s->batch, tr->d_grads, cb->stream),
+       "summing the batch's gradients");
+    CK(mg_cuda_tensor_norms(tr->d_grads, &t, tr->d_norm_partial, tr->d_norms, cb->stream), "gradient norms");
+    CK(cudaMemcpyAsync(norms, tr->d_norms, sizeof(double) * (size_t)s->n_tensors, cudaMemcpyDeviceToHost, cb->stream),
+       "downloading gradient norms");
+    CK(cudaStreamSynchronize(cb->stream), "reducing gradients");
+    return 0;
+}
+
+static int cuda_apply(mg_backend *be, const mg_train_batch *b, const double *norms, double lr, int64_t adam_step,
+                      mg_error *err)
+{
+    cuda_backend *cb = be->impl;
+    if (check_attached(cb, err) != 0)
+        return -1;
+    cuda_train *tr = &cb->train;
+    const mg_train_state *s = &tr->s;
+    const mg_cuda_tensors t = tensors_of(s);
+    float scale[MG_CUDA_MAX_TENSORS];
+    for (int k = 0; k < s->n_tensors; k++)
+        scale[k] = mg_grad_scale(norms[k]);
+    const mg_adam_coef c = mg_adam_coefficients(s->cfg, lr, adam_step);
+    const mg_cuda_adam a = {c.b1, c.b2, c.step_size, c.inv_sqrt_c2, c.eps, c.decay};
+    CK(mg_cuda_adam_update(&t, s->cfg->grad_normalize, scale, &a, tr->d_grads, cb->d_params, tr->d_adam_m,
+                           tr->d_adam_v, cb->stream), "the Adam step");
+    const size_t state = mg_cuda_state_floats(&cb->dims);
+    for (int i = 0; i < s->batch_count; i++)
+        CK(cudaMemcpyAsync(tr->d_pool + state * (size_t)b->local_index[i], tr->d_final + state * i,
+                           sizeof(float) * state, cudaMemcpyDeviceToDevice, cb->stream),
+           "returning the batch to the pool");
+    CK(cudaStreamSynchronize(cb->stream), "the update");
+    return 0;
+}
+
+static int cuda_sync(mg_backend *be, int pool, mg_error *err)
+{
+    cuda_backend *cb = be->impl;
+    if (check_attached(cb, err) != 0)
+        return -1;
+    const mg_train_state *s = &cb->train.s;
+    const size_t P = (size_t)s->n_params;
+    CK(cudaMemcpyAsync(s->params, cb->d_params, sizeof(float) * P, cudaMemcpyDeviceToHost, cb->stream),
+       "downloading parameters");
+    CK(cudaMemcpyAsync(s->adam_m, cb->train.d_adam_m, sizeof(float) * P, cudaMemcpyDeviceToHost, cb->stream),
+       "downloading Adam's moments");
+    CK(cudaMemcpyAsync(s->adam_v, cb->train.d_adam_v, sizeof(float) * P, cudaMemcpyDeviceToHost, cb->stream),
+       "downloading Adam's moments");
+    if (pool)
+        CK(cudaMemcpyAsync(s->pool_states, cb->train.d_pool,
+                           sizeof(float) * mg_cuda_state_floats(&cb->dims) * (size_t)s->pool_count,
+                           cudaMemcpyDeviceToHost, cb->stream), "downloading the pool");
+    CK(cudaStreamSynchronize(cb->stream), "downloading the training state");
+    return 0;
+}
+
+const mg_train_ops MG_CUDA_TRAIN_OPS = {cuda_attach, cuda_gather, cuda_rollouts, cuda_exchange,
+                                        cuda_reduce, cuda_apply,  cuda_sync};
