@@ -46,24 +46,10 @@
 #include "morphogen/backend.h"
 #include "morphogen/config.h"
 #include "morphogen/rng.h"
-#include "nca_fixture.h"
+#include "cuda_fixture.h"
 
 #define RTOL 1e-4
 #define LOSS_RTOL 1e-5
-
-static int have_device = -1;
-static char no_device_why[256];
-
-static void require_device(void)
-{
-    if (have_device < 0) {
-        have_device = mg_cuda_device_available(no_device_why, sizeof no_device_why);
-        if (!have_device)
-            printf("test_cuda_parity: skipped: no usable CUDA device (%s)\n", no_device_why);
-    }
-    if (!have_device)
-        skip();
-}
 
 typedef struct parity_case {
     const char *name;
@@ -72,53 +58,6 @@ typedef struct parity_case {
     double fire_rate;
     int pin, freeze;
 } parity_case;
-
-static float *alloc_floats(size_t n)
-{
-    float *p = malloc(sizeof(float) * (n ? n : 1));
-    assert_non_null(p);
-    return p;
-}
-
-static void poison(float *p, size_t n)
-{
-    for (size_t i = 0; i < n; i++)
-        p[i] = NAN;
-}
-
-/* Weights with O(1) activations for any C and H: w1 ~ U(+-1.7/sqrt(3C)),
- * b1 ~ U(+-0.2), w2 ~ U(+-0.5/sqrt(H)). */
-static void random_params(const mg_nca_dims *d, float *p)
-{
-    mg_tensor_desc t[3];
-    mg_param_layout(d, t);
-    const double scale[3] = {1.7 / sqrt(3.0 * d->channels), 0.2, 0.5 / sqrt((double)d->hidden)};
-    for (int k = 0; k < 3; k++)
-        for (int64_t i = 0; i < t[k].size; i++)
-            p[t[k].offset + i] = (float)fixture_uniform(300u + (uint32_t)k, (uint32_t)i, -scale[k], scale[k]);
-}
-
-/* Largest |a - b| must be within rtol of max |b| (b = CPU reference). */
-static void expect_close(const char *case_name, const char *what, int sample, const float *a, const float *b,
-                         size_t n, double rtol)
-{
-    double scale = 0, worst = 0;
-    size_t worst_i = 0;
-    for (size_t i = 0; i < n; i++)
-        scale = fmax(scale, fabs((double)b[i]));
-    for (size_t i = 0; i < n; i++) {
-        const double e = fabs((double)a[i] - (double)b[i]);
-        if (!(e <= worst)) { /* NaN (an unwritten, poisoned element) lands here */
-            worst = isnan(e) ? INFINITY : e;
-            worst_i = i;
-        }
-    }
-    if (!(worst <= rtol * scale)) {
-        fprintf(stderr, "%s: %s (sample %d): max |gpu - cpu| = %.3e at %zu (gpu %.9e, cpu %.9e), scale %.3e\n",
-                case_name, what, sample, worst, worst_i, (double)a[worst_i], (double)b[worst_i], scale);
-        fail();
-    }
-}
 
 typedef struct frame_log {
     int calls, last_step;
@@ -162,7 +101,7 @@ static void run_batch(mg_backend *be, mg_batch_job job, const float *s0, run_out
 
 static void run_case(const parity_case *pc)
 {
-    require_device();
+    require_device("test_cuda_parity");
     const mg_nca_dims *d = &pc->dims;
     const int n = pc->n, cells = mg_cells(d), C = d->channels;
     const size_t n_state = (size_t)cells * C, n_all = n_state * n;
@@ -257,11 +196,7 @@ static void run_case(const parity_case *pc)
             expect_close(pc->name, t[k].name, b, run[0].grads + go + t[k].offset, ref.grads + go + t[k].offset,
                          (size_t)t[k].size, RTOL);
         expect_close(pc->name, "dL/ds0", b, run[0].grad_states + so, ref.grad_states + so, n_state, RTOL);
-        const double rel = fabs(run[0].loss[b] - ref.loss[b]) / fmax(fabs(ref.loss[b]), 1e-30);
-        if (!(rel <= LOSS_RTOL)) {
-            fprintf(stderr, "%s: loss of sample %d: gpu %.12e cpu %.12e\n", pc->name, b, run[0].loss[b], ref.loss[b]);
-            fail();
-        }
+        expect_close_scalar(pc->name, "loss", run[0].loss[b], ref.loss[b], LOSS_RTOL);
     }
     /* Deterministic: the second run gives the same bits. */
     assert_memory_equal(run[0].states, run[1].states, sizeof(float) * n_all);
@@ -350,7 +285,7 @@ static void test_case_6(void **state) { (void)state; run_case(&CASES[6]); }
 static void test_fire_masks(void **state)
 {
     (void)state;
-    require_device();
+    require_device("test_cuda_parity");
     const int n_cells = 72 * 72 + 13;
     unsigned char *host = malloc((size_t)n_cells), *dev_copy = malloc((size_t)n_cells), *d_fire = NULL;
     assert_non_null(host);
@@ -377,7 +312,7 @@ static void test_fire_masks(void **state)
 static void test_too_large_model_refused(void **state)
 {
     (void)state;
-    require_device();
+    require_device("test_cuda_parity");
     mg_config cfg;
     mg_config_defaults(&cfg);
     const mg_nca_dims d = {8, 8, 128, 1024};

@@ -1,0 +1,329 @@
+/* The cuda backend's training operations (mg_train_ops, kernels/train_cuda.c
+ * and train_kernels.cu) against the CPU reference (src/train_host.c). Built
+ * only with CUDA, skipped without a device; also run on the CUDA emulator
+ * (tests/cuda_emulator).
+ *
+ * Kernel by kernel, on the same inputs:
+ *  - the gradient tree sum and 1/B scale are bitwise the CPU's (one thread
+ *    per element walks mg_tree_sum's pairs: float additions in the same
+ *    order round alike everywhere);
+ *  - the tensor norms sum squares in double in another order: relative 1e-12
+ *    (double rounding over ~1e3 terms is ~1e-13);
+ *  - Adam (with and without normalisation) evaluates the same float
+ *    expressions, but the compilers may contract different products into
+ *    FMAs: each parameter, moment within 1e-6 relative of its magnitude
+ *    plus 1e-12 absolute;
+ *  - damage zeroes exactly the masked cells of the flagged samples.
+ * Then three iterations of the whole sequence (gather, rollouts with keep,
+ * reseed and damage, exchange, reduce, apply, sync) on both backends from
+ * the same state: losses 1e-5 relative, norms 1e-4, parameters, moments
+ * and the pool 1e-4 of each array's largest magnitude (the rollouts'
+ * gradients differ by float rounding, see test_cuda_parity.c; Adam's first
+ * steps then move every weight by about lr, far above that). Host copies
+ * of GPU results are poisoned with NaN before each call, so an element the
+ * GPU never writes fails. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cuda_runtime_api.h>
+
+#include "cuda_fixture.h"
+#include "mg_cuda_train.h"
+#include "morphogen/backend.h"
+#include "morphogen/config.h"
+#include "morphogen/optimizer.h"
+#include "morphogen/pool.h"
+
+#define NAME "test_cuda_train"
+
+static void *device_copy(const void *host, size_t bytes)
+{
+    void *d = NULL;
+    assert_int_equal(cudaMalloc(&d, bytes ? bytes : 1), cudaSuccess);
+    if (host)
+        assert_int_equal(cudaMemcpy(d, host, bytes, cudaMemcpyHostToDevice), cudaSuccess);
+    return d;
+}
+
+static void download(void *host, const void *d, size_t bytes)
+{
+    assert_int_equal(cudaDeviceSynchronize(), cudaSuccess);
+    assert_int_equal(cudaMemcpy(host, d, bytes, cudaMemcpyDeviceToHost), cudaSuccess);
+}
+
+static void test_tree_sum_bitwise(void **state)
+{
+    (void)state;
+    require_device(NAME);
+    const int64_t len = 1000;
+    for (int n = 1; n <= 9; n++) {
+        float *g = alloc_floats((size_t)n * len), *gpu = alloc_floats((size_t)n * len);
+        for (int64_t i = 0; i < n * len; i++)
+            g[i] = (float)fixture_uniform(500u + (uint32_t)n, (uint32_t)i, -1, 1) *
+                   (float)pow(10.0, fixture_uniform(600u + (uint32_t)n, (uint32_t)i, -6, 2));
+        float *d = device_copy(g, sizeof(float) * (size_t)n * len);
+        assert_int_equal(mg_cuda_tree_sum_scale(n, len, 1.0f / (float)n, d, 0), cudaSuccess);
+        poison(gpu, (size_t)len);
+        download(gpu, d, sizeof(float) * (size_t)len);
+        mg_tree_sum(g, n, len);
+        for (int64_t i = 0; i < len; i++)
+            g[i] *= 1.0f / (float)n;
+        assert_memory_equal(gpu, g, sizeof(float) * (size_t)len);
+        cudaFree(d);
+        free(g), free(gpu);
+    }
+}
+
+/* The layout of a small model, as the optimizer kernels see it. */
+static mg_cuda_tensors layout(const mg_nca_dims *dims, mg_tensor_desc *t, int64_t *P)
+{
+    *P = mg_param_layout(dims, t);
+    mg_cuda_tensors ct;
+    memset(&ct, 0, sizeof ct);
+    ct.n = 3;
+    for (int k = 0; k < 3; k++) {
+        ct.offset[k] = t[k].offset;
+        ct.size[k] = t[k].size;
+    }
+    return ct;
+}
+
+static void test_norms(void **state)
+{
+    (void)state;
+    require_device(NAME);
+    const mg_nca_dims dims = {4, 4, 16, 128}; /* Distill's 18 k parameters: every norm block busy */
+    mg_tensor_desc t[3];
+    int64_t P;
+    const mg_cuda_tensors ct = layout(&dims, t, &P);
+    float *g = alloc_floats((size_t)P);
+    for (int64_t i = 0; i < P; i++)
+        g[i] = (float)fixture_uniform(700, (uint32_t)i, -1, 1) * (float)(1 + i % 3);
+    float *d = device_copy(g, sizeof(float) * (size_t)P);
+    double *d_partial = device_copy(NULL, sizeof(double) * 3 * MG_CUDA_NORM_BLOCKS);
+    double *d_norms = device_copy(NULL, sizeof(double) * 3);
+    double gpu[3] = {NAN, NAN, NAN}, cpu[3];
+    assert_int_equal(mg_cuda_tensor_norms(d, &ct, d_partial, d_norms, 0), cudaSuccess);
+    download(gpu, d_norms, sizeof gpu);
+    mg_grad_norms(g, t, 3, cpu);
+    for (int k = 0; k < 3; k++)
+        expect_close_scalar(NAME, t[k].name, gpu[k], cpu[k], 1e-12);
+    cudaFree(d), cudaFree(d_partial), cudaFree(d_norms);
+    free(g);
+}
+
+static void test_adam(void **state)
+{
+    (void)state;
+    require_device(NAME);
+    const mg_nca_dims dims = {4, 4, 5, 7};
+    mg_tensor_desc t[3];
+    int64_t P;
+    const mg_cuda_tensors ct = layout(&dims, t, &P);
+    mg_config cfg;
+    mg_config_defaults(&cfg);
+    cfg.weight_decay = 0.01; /* every term of the update in play */
+    for (int normalize = 0; normalize <= 1; normalize++)
+        for (int64_t step = 1; step <= 3; step += 2) {
+            float *p = alloc_floats((size_t)P), *m = alloc_floats((size_t)P), *v = alloc_floats((size_t)P);
+            float *g = alloc_floats((size_t)P), *out = alloc_floats((size_t)P);
+            for (int64_t i = 0; i < P; i++) {
+                p[i] = (float)fixture_uniform(800, (uint32_t)i, -1, 1);
+                m[i] = step > 1 ? (float)fixture_uniform(801, (uint32_t)i, -1e-2, 1e-2) : 0.0f;
+                v[i] = step > 1 ? (float)fixture_uniform(802, (uint32_t)i, 0, 1e-4) : 0.0f;
+                g[i] = (float)fixture_uniform(803, (uint32_t)i, -1, 1) * 1e-2f;
+            }
+            float *dp = device_copy(p, sizeof(float) * (size_t)P), *dm = device_copy(m, sizeof(float) * (size_t)P);
+            float *dv = device_copy(v, sizeof(float) * (size_t)P), *dg = device_copy(g, sizeof(float) * (size_t)P);
+            double norms[3];
+            mg_grad_norms(g, t, 3, norms);
+            float scale[MG_CUDA_MAX_TENSORS];
+            for (int k = 0; k < 3; k++)
+                scale[k] = mg_grad_scale(norms[k]);
+            const mg_adam_coef c = mg_adam_coefficients(&cfg, 2e-3, step);
+            const mg_cuda_adam a = {c.b1, c.b2, c.step_size, c.inv_sqrt_c2, c.eps, c.decay};
+            assert_int_equal(mg_cuda_adam_update(&ct, normalize, scale, &a, dg, dp, dm, dv, 0), cudaSuccess);
+            if (normalize)
+                mg_grad_scale_tensors(g, t, 3, norms);
+            mg_adam_update(&cfg, 2e-3, step, p, m, v, g, P);
+            const float *want[3] = {p, m, v};
+            float *have[3] = {dp, dm, dv};
+            for (int j = 0; j < 3; j++) {
+                poison(out, (size_t)P);
+                download(out, have[j], sizeof(float) * (size_t)P);
+                for (int64_t i = 0; i < P; i++)
+                    if (!(fabsf(out[i] - want[j][i]) <= 1e-6f * fabsf(want[j][i]) + 1e-12f)) {
+                        fprintf(stderr, "adam (normalize %d, step %lld): array %d element %lld: gpu %.9e cpu %.9e\n",
+                                normalize, (long long)step, j, (long long)i, (double)out[i], (double)want[j][i]);
+                        fail();
+                    }
+            }
+            cudaFree(dp), cudaFree(dm), cudaFree(dv), cudaFree(dg);
+            free(p), free(m), free(v), free(g), free(out);
+        }
+}
+
+static void test_zero_cells(void **state)
+{
+    (void)state;
+    require_device(NAME);
+    const int n = 3, cells = 37, C = 5;
+    const size_t all = (size_t)n * cells * C;
+    float *s = alloc_floats(all), *out = alloc_floats(all);
+    unsigned char mask[3 * 37];
+    const int32_t which[3] = {1, 0, 1};
+    for (size_t i = 0; i < all; i++)
+        s[i] = (float)fixture_uniform(900, (uint32_t)i, 0.5, 1);
+    for (int i = 0; i < n * cells; i++)
+        mask[i] = (unsigned char)(fixture_uniform(901, (uint32_t)i, 0, 1) < 0.4);
+    float *d = device_copy(s, sizeof(float) * all);
+    unsigned char *dm = device_copy(mask, sizeof mask);
+    int32_t *dw = device_copy(which, sizeof which);
+    assert_int_equal(mg_cuda_zero_cells(n, cells, C, dw, dm, d, 0), cudaSuccess);
+    poison(out, all);
+    download(out, d, sizeof(float) * all);
+    const mg_nca_dims dims = {1, cells, C, 1};
+    for (int b = 0; b < n; b++)
+        if (which[b])
+            mg_zero_cells(&dims, mask + (size_t)b * cells, s + (size_t)b * cells * C);
+    assert_memory_equal(out, s, sizeof(float) * all);
+    cudaFree(d), cudaFree(dm), cudaFree(dw);
+    free(s), free(out);
+}
+
+/* One backend's copy of a training state. */
+typedef struct train_copy {
+    float *params, *m, *v, *pool;
+} train_copy;
+
+static void test_train_ops_parity(void **state)
+{
+    (void)state;
+    require_device(NAME);
+    const mg_nca_dims dims = {12, 10, 6, 9};
+    const int B = 3, pool_count = 5, n_targets = 2, steps = 6, iterations = 3;
+    const int cells = mg_cells(&dims);
+    const size_t n_state = (size_t)cells * dims.channels;
+    mg_tensor_desc t[3];
+    const int64_t P = mg_param_layout(&dims, t);
+    mg_config cfg;
+    mg_config_defaults(&cfg);
+    cfg.checkpoint_steps = 4; /* a recomputed segment on the GPU */
+    cfg.weight_decay = 0.001;
+    mg_comm comm = {0, 1, 0, 1, NULL, 0, 0};
+    mg_error err = {{0}};
+    mg_backend *be[2] = {mg_backend_cpu_create(&cfg, &dims, steps, &err),
+                         mg_backend_cuda_create(&cfg, &dims, steps, &comm, &err)};
+    if (!be[0] || !be[1]) {
+        fprintf(stderr, "%s\n", err.msg);
+        fail();
+    }
+
+    float *targets = alloc_floats((size_t)cells * 4 * n_targets);
+    for (int i = 0; i < cells * 4 * n_targets; i++)
+        targets[i] = (float)fixture_uniform(60, (uint32_t)i, 0, 1);
+    double *sd = malloc(sizeof(double) * n_state);
+    assert_non_null(sd);
+    train_copy copy[2];
+    for (int j = 0; j < 2; j++) {
+        copy[j] = (train_copy){alloc_floats((size_t)P), alloc_floats((size_t)P), alloc_floats((size_t)P),
+                               alloc_floats(n_state * pool_count)};
+        random_params(&dims, copy[j].params);
+        memset(copy[j].m, 0, sizeof(float) * (size_t)P);
+        memset(copy[j].v, 0, sizeof(float) * (size_t)P);
+        for (int i = 0; i < pool_count; i++) {
+            fixture_state(&dims, 40u + (uint32_t)i, 0.6, sd);
+            to_float(sd, copy[j].pool + n_state * i, n_state);
+        }
+        const mg_train_state s = {&cfg, dims, 3, t, P, copy[j].params, copy[j].m, copy[j].v, pool_count,
+                                  copy[j].pool, n_targets, targets, B, 0, B, &comm};
+        if (be[j]->ops->train->attach(be[j], &s, &err) != 0) {
+            fprintf(stderr, "%s attach: %s\n", be[j]->ops->name, err.msg);
+            fail();
+        }
+    }
+    /* Each iteration: which pool samples, and what happens to them. */
+    const int32_t local[3][3] = {{0, 2, 4}, {3, 1, 0}, {4, 1, 2}};
+    const unsigned char action[3][3] = {{MG_TRAIN_KEEP, MG_TRAIN_RESEED, MG_TRAIN_DAMAGE},
+                                        {MG_TRAIN_DAMAGE, MG_TRAIN_KEEP, MG_TRAIN_DAMAGE},
+                                        {MG_TRAIN_KEEP, MG_TRAIN_KEEP, MG_TRAIN_RESEED}};
+    unsigned char *damage = malloc((size_t)cells * B);
+    assert_non_null(damage);
+    for (int it = 0; it < iterations; it++) {
+        uint32_t sample[3];
+        int32_t target[3];
+        for (int i = 0; i < B; i++) {
+            sample[i] = (uint32_t)(local[it][i] * 7 + 1);
+            target[i] = (local[it][i] + i) % n_targets;
+            mg_damage_mask(&cfg, &dims, it + 1, (int32_t)sample[i], damage + (size_t)cells * i);
+        }
+        const mg_train_batch b = {(uint32_t)(it + 1), steps - it,
+                                  {mg_fire_threshold(0.5), 0.1, it == 1 ? mg_seed_cell(&cfg, &dims) : -1, NULL},
+                                  local[it], sample, target, action[it], damage};
+        double pre[2][3], post[2][3], norms[2][3];
+        for (int j = 0; j < 2; j++) {
+            const mg_train_ops *ops = be[j]->ops->train;
+            for (int i = 0; i < 3; i++)
+                pre[j][i] = post[j][i] = norms[j][i] = NAN;
+            if (ops->gather(be[j], &b, pre[j], &err) != 0 || ops->rollouts(be[j], &b, post[j], &err) != 0 ||
+                ops->exchange(be[j], &err) != 0 || ops->reduce(be[j], norms[j], &err) != 0 ||
+                ops->apply(be[j], &b, norms[j], 2e-3, it + 1, &err) != 0) {
+                fprintf(stderr, "%s iteration %d: %s\n", be[j]->ops->name, it + 1, err.msg);
+                fail();
+            }
+        }
+        char what[256];
+        for (int i = 0; i < B; i++) {
+            snprintf(what, sizeof what, "iteration %d, loss before, position %d", it + 1, i);
+            expect_close_scalar(NAME, what, pre[1][i], pre[0][i], 1e-5);
+            snprintf(what, sizeof what, "iteration %d, loss after, position %d", it + 1, i);
+            expect_close_scalar(NAME, what, post[1][i], post[0][i], 1e-5);
+        }
+        for (int k = 0; k < 3; k++) {
+            snprintf(what, sizeof what, "iteration %d, norm of %s", it + 1, t[k].name);
+            expect_close_scalar(NAME, what, norms[1][k], norms[0][k], 1e-4);
+        }
+    }
+    /* sync must write every element of the host copy. */
+    poison(copy[1].params, (size_t)P), poison(copy[1].m, (size_t)P), poison(copy[1].v, (size_t)P);
+    poison(copy[1].pool, n_state * pool_count);
+    for (int j = 0; j < 2; j++)
+        assert_int_equal(be[j]->ops->train->sync(be[j], 1, &err), 0);
+    for (int k = 0; k < 3; k++) {
+        expect_close(NAME, t[k].name, -1, copy[1].params + t[k].offset, copy[0].params + t[k].offset,
+                     (size_t)t[k].size, 1e-4);
+        expect_close(NAME, "adam_m", k, copy[1].m + t[k].offset, copy[0].m + t[k].offset, (size_t)t[k].size, 1e-4);
+        expect_close(NAME, "adam_v", k, copy[1].v + t[k].offset, copy[0].v + t[k].offset, (size_t)t[k].size, 1e-4);
+    }
+    for (int i = 0; i < pool_count; i++)
+        expect_close(NAME, "pool sample", i, copy[1].pool + n_state * i, copy[0].pool + n_state * i, n_state, 1e-4);
+    /* The pool moved: sample 1 was reseeded then rolled out, not its start. */
+    fixture_state(&dims, 41u, 0.6, sd);
+    float *start = alloc_floats(n_state);
+    to_float(sd, start, n_state);
+    assert_true(memcmp(start, copy[0].pool + n_state, sizeof(float) * n_state) != 0);
+
+    free(start), free(damage), free(sd), free(targets);
+    for (int j = 0; j < 2; j++) {
+        free(copy[j].params), free(copy[j].m), free(copy[j].v), free(copy[j].pool);
+        mg_backend_destroy(be[j]);
+    }
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_tree_sum_bitwise), cmocka_unit_test(test_norms),
+        cmocka_unit_test(test_adam),             cmocka_unit_test(test_zero_cells),
+        cmocka_unit_test(test_train_ops_parity),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
