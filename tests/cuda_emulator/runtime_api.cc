@@ -74,17 +74,29 @@ bool cuemu_stream_is_valid(cudaStream_t stream) { return !stream || streams.coun
 
 extern "C" {
 
+/* One emulated GPU, or MG_CUEMU_DEVICES of them (1..64) so that a job of
+ * several ranks can have one each. They are all the same host memory. */
+static int device_count()
+{
+    const char *env = getenv("MG_CUEMU_DEVICES");
+    const int n = env ? atoi(env) : 1;
+    return n >= 1 && n <= 64 ? n : 1;
+}
+
 cudaError_t cudaGetDeviceCount(int *count)
 {
-    *count = 1;
+    *count = device_count();
     return cudaSuccess;
 }
 
-cudaError_t cudaSetDevice(int device) { return device == 0 ? cudaSuccess : cuemu_set_error(cudaErrorInvalidDevice); }
+cudaError_t cudaSetDevice(int device)
+{
+    return device >= 0 && device < device_count() ? cudaSuccess : cuemu_set_error(cudaErrorInvalidDevice);
+}
 
 cudaError_t cudaDeviceGetAttribute(int *value, enum cudaDeviceAttr attr, int device)
 {
-    if (device != 0)
+    if (device < 0 || device >= device_count())
         return cuemu_set_error(cudaErrorInvalidDevice);
     if (attr != cudaDevAttrMaxSharedMemoryPerBlockOptin)
         return cuemu_set_error(cudaErrorInvalidValue);

@@ -4,7 +4,9 @@
 # trainer, run files, resume and MPI around the emulated kernels.
 #  - 2 ranks, and a resume on 2 ranks, equal 1 rank bit for bit (the
 #    backend's per-sample results must not depend on which samples share a
-#    batch, or the rank count would change the result);
+#    batch, or the rank count would change the result), whichever way the
+#    gradients travel: MPI on the host (ranks sharing a GPU, or no NCCL
+#    library) or NCCL (emulated over MPI on two emulated GPUs);
 #  - the losses of a short run equal the CPU backend's to float rounding
 #    (same weights, states and fire masks; the kernels sum in other orders).
 set -euo pipefail
@@ -24,6 +26,26 @@ grep -q EMULATION one.out one.err || fail "the emulated run does not say it is a
 "${MPIRUN[@]}" -np 2 "$MORPHOGEN" train --resume two.h5 --set train.iterations=6 >/dev/null 2>>two.err ||
     fail "2 ranks, resumed: $(cat two.err)"
 h5_same one.h5 two.h5 "${STATE[@]}"
+# One emulated GPU for two ranks: NCCL cannot be used (it needs a GPU per
+# rank), the gradients go through MPI, and rank 0 says why.
+grep -q "exchanged through MPI on the host, not NCCL: ranks share a GPU" two.err ||
+    fail "2 ranks on one GPU do not report the MPI exchange: $(cat two.err)"
+
+# Two emulated GPUs and NCCL (EMULATED over MPI, tests/cuda_emulator/nccl_emulated.c):
+# the NCCL exchange, the same bits.
+: "${MG_NCCL_EMULATED:?MG_NCCL_EMULATED must name the emulated NCCL library}"
+"${MPIRUN[@]}" -np 2 -x MG_CUEMU_DEVICES=2 -x MORPHOGEN_NCCL="$MG_NCCL_EMULATED" "$MORPHOGEN" train "${RUN[@]}" \
+    --set run.backend=cuda --out nccl.h5 >/dev/null 2>nccl.err || fail "2 ranks, NCCL: $(cat nccl.err)"
+grep -q "NCCL EMULATED over MPI (2 ranks)" nccl.err || fail "2 ranks on 2 GPUs did not use NCCL: $(cat nccl.err)"
+grep -q "not NCCL" nccl.err && fail "2 ranks on 2 GPUs fell back to MPI: $(cat nccl.err)"
+h5_same one.h5 nccl.h5 "${STATE[@]}"
+
+# Two GPUs but no NCCL library: MPI instead, said once, the same bits.
+"${MPIRUN[@]}" -np 2 -x MG_CUEMU_DEVICES=2 -x MORPHOGEN_NCCL=/nonexistent/libnccl.so.2 "$MORPHOGEN" train \
+    "${RUN[@]}" --set run.backend=cuda --out nonccl.h5 >/dev/null 2>nonccl.err || fail "2 ranks, no NCCL: $(cat nonccl.err)"
+[ "$(grep -c "not NCCL: NCCL did not load" nonccl.err)" = 1 ] ||
+    fail "a missing NCCL is not reported once: $(cat nonccl.err)"
+h5_same one.h5 nonccl.h5 "${STATE[@]}"
 
 "$MORPHOGEN_CPU" train "${RUN[@]}" --out cpu.h5 2>cpu.err || fail "cpu backend: $(cat cpu.err)"
 "$MG_PYTHON" - one.h5 cpu.h5 <<'PY' || fail "cuda (emulated) and cpu losses differ"
@@ -43,4 +65,4 @@ rel = np.abs(gpu - cpu) / np.abs(cpu)
 print("relative difference:", rel)
 assert np.all(rel <= 1e-5), rel
 PY
-echo "cuda backend on the emulator: 1 and 2 ranks identical, losses equal to the cpu backend to 1e-5"
+echo "cuda backend on the emulator: 1 and 2 ranks identical (MPI and emulated-NCCL exchange), losses equal to the cpu backend to 1e-5"
