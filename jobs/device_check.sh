@@ -2,8 +2,10 @@
 # The device check: ONE command for a machine with an NVIDIA GPU. It
 #   1. configures and builds morphogen with the CUDA backend (sm_90), or uses
 #      a prebuilt bundle (jobs/device_bundle.sh) when the build cannot run here;
-#   2. runs the GPU tests (ctest -L gpu: CPU/GPU parity, determinism, fire
-#      masks) and the cuda command-line test;
+#   2. runs the GPU tests (test_cuda_parity: CPU/GPU parity of rollouts and
+#      gradients, determinism, fire masks; test_cuda_train: the training
+#      operations on the device against the CPU's) and the cuda command-line
+#      test;
 #   3. benchmarks one training iteration at the Distill config (batch 8,
 #      72x72, C=16, H=128, 64..96 steps): morphogen's cuda backend against the
 #      same recipe in PyTorch (analysis/bench_torch.py --device cuda) eager,
@@ -18,7 +20,7 @@
 # failed build) is skipped and named in the table.
 #
 # Usage: bash jobs/device_check.sh
-# Env: MG_DEVICE_BUNDLE=DIR  use DIR/morphogen, DIR/test_cuda_parity, DIR/lib
+# Env: MG_DEVICE_BUNDLE=DIR  use DIR/morphogen, DIR/test_cuda_*, DIR/lib
 #                            (from jobs/device_bundle.sh) instead of building
 #      MG_PYTHON             Python with torch (default python3)
 #      MG_GROW_ITERS         training iterations that grow the pool (default 300)
@@ -56,21 +58,21 @@ gpu=$(tmo 15 nvidia-smi --query-gpu=name,memory.total,driver_version --format=cs
 echo "device_check: $(date -u +%Y-%m-%dT%H:%MZ), GPU: $gpu"
 
 # ---- 1. build (or bundle) ----
-morphogen="" parity=""
+morphogen="" gpu_tests=(test_cuda_parity test_cuda_train) tests_dir=""
 if [ -n "$bundle" ]; then
     # The bundle's libraries are given to its two programs only, through
     # wrappers: exported for the whole script, its libstdc++, libz or libpng
     # would also be loaded by python and torch, which may need newer ones.
-    for prog in morphogen test_cuda_parity; do
+    for prog in morphogen "${gpu_tests[@]}"; do
         printf '#!/bin/sh\nLD_LIBRARY_PATH="%s/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" exec "%s/%s" "$@"\n' \
             "$bundle" "$bundle" "$prog" >"$work/$prog"
         chmod +x "$work/$prog"
     done
-    if [ -x "$bundle/morphogen" ] && [ -x "$bundle/test_cuda_parity" ]; then
-        morphogen="$work/morphogen" parity="$work/test_cuda_parity"
+    if [ -x "$bundle/morphogen" ] && [ -x "$bundle/test_cuda_parity" ] && [ -x "$bundle/test_cuda_train" ]; then
+        morphogen="$work/morphogen" tests_dir="$work"
         row build "bundle" "$bundle, built elsewhere"
     else
-        row build "FAILED" "$bundle lacks morphogen or test_cuda_parity (jobs/device_bundle.sh)"
+        row build "FAILED" "$bundle lacks morphogen or a GPU test (jobs/device_bundle.sh)"
     fi
 else
     gen=()
@@ -78,7 +80,7 @@ else
     if tmo 120 cmake -S . -B build-device "${gen[@]}" -DCMAKE_BUILD_TYPE=Release -DMORPHOGEN_CUDA=ON \
             -DMORPHOGEN_CUDA_ARCHITECTURES=90 >"$work/configure.log" 2>&1 &&
         tmo 150 cmake --build build-device -j"$(nproc)" >"$work/build.log" 2>&1; then
-        morphogen="$root/build-device/morphogen" parity="$root/build-device/tests/test_cuda_parity"
+        morphogen="$root/build-device/morphogen" tests_dir="$root/build-device/tests"
         row build "ok" "CUDA, sm_90, $(elapsed) s"
     else
         tail -n 5 "$work/configure.log" "$work/build.log" 2>/dev/null
@@ -87,17 +89,21 @@ else
 fi
 
 # ---- 2. GPU tests ----
-if [ -n "$morphogen" ] && [ -x "$parity" ]; then
-    if tmo 120 "$parity" >"$work/parity.log" 2>&1; then
-        if grep -q SKIPPED "$work/parity.log"; then
-            row "GPU tests" "SKIPPED" "$(grep -m1 'skipped' "$work/parity.log")"
+if [ -n "$morphogen" ]; then
+    for t in "${gpu_tests[@]}"; do
+        limit=90 # the parity test's largest case is the Distill grid; the training test is small
+        [ "$t" = test_cuda_train ] && limit=30
+        if tmo "$limit" "$tests_dir/$t" >"$work/$t.log" 2>&1; then
+            if grep -q SKIPPED "$work/$t.log"; then
+                row "$t" "SKIPPED" "$(grep -m1 'skipped' "$work/$t.log")"
+            else
+                row "$t" "passed" "$(grep -m1 -oE 'PASSED.*' "$work/$t.log")"
+            fi
         else
-            row "GPU tests" "passed" "$(grep -m1 -oE 'PASSED.*' "$work/parity.log")"
+            tail -n 30 "$work/$t.log"
+            row "$t" "FAILED" "output above"
         fi
-    else
-        tail -n 30 "$work/parity.log"
-        row "GPU tests" "FAILED" "test_cuda_parity, output above"
-    fi
+    done
     if [ -z "$bundle" ]; then
         if tmo 60 ctest --test-dir build-device -R cli_test_cuda_backend_cli --output-on-failure \
                 >"$work/cli.log" 2>&1; then

@@ -94,6 +94,8 @@ static void cuda_destroy(mg_backend *be)
             cudaFree(cb->d_params);
         if (cb->d_freeze)
             cudaFree(cb->d_freeze);
+        if (cb->d_iteration)
+            cudaFree(cb->d_iteration);
         if (cb->stream)
             cudaStreamDestroy(cb->stream);
         free(cb);
@@ -101,8 +103,7 @@ static void cuda_destroy(mg_backend *be)
     free(be);
 }
 
-mg_cuda_step mg_cuda_step_args(const cuda_backend *cb, int n, const mg_step_rules *r, uint64_t seed,
-                              uint32_t iteration)
+mg_cuda_step mg_cuda_step_args(const cuda_backend *cb, int n, const mg_step_rules *r, uint64_t seed)
 {
     mg_cuda_step a;
     memset(&a, 0, sizeof a);
@@ -112,7 +113,7 @@ mg_cuda_step mg_cuda_step_args(const cuda_backend *cb, int n, const mg_step_rule
     a.channels = cb->dims.channels;
     a.hidden = cb->dims.hidden;
     a.seed = seed;
-    a.iteration = iteration;
+    a.d_iteration = cb->d_iteration;
     a.d_sample_index = cb->d_sample_index;
     a.fire_threshold = r->fire_threshold;
     a.alive_threshold = (float)r->alive_threshold; /* the f32 CPU build compares in float */
@@ -122,11 +123,14 @@ mg_cuda_step mg_cuda_step_args(const cuda_backend *cb, int n, const mg_step_rule
     return a;
 }
 
-/* Upload what every job needs: parameters, sample keys, the freeze mask. */
-static int upload_common(cuda_backend *cb, const float *params, const uint32_t *sample_index, int n,
-                         const mg_step_rules *r, mg_error *err)
+/* Upload what every job needs: parameters, the iteration and sample keys,
+ * the freeze mask. */
+static int upload_common(cuda_backend *cb, const float *params, uint32_t iteration, const uint32_t *sample_index,
+                         int n, const mg_step_rules *r, mg_error *err)
 {
     const size_t cells = (size_t)mg_cells(&cb->dims);
+    CK(cudaMemcpyAsync(cb->d_iteration, &iteration, sizeof iteration, cudaMemcpyHostToDevice, cb->stream),
+       "uploading the iteration");
     CK(cudaMemcpyAsync(cb->d_params, params, sizeof(float) * (size_t)cb->n_params, cudaMemcpyHostToDevice,
                        cb->stream), "uploading parameters");
     CK(cudaMemcpyAsync(cb->d_sample_index, sample_index, sizeof(uint32_t) * n, cudaMemcpyHostToDevice,
@@ -152,14 +156,14 @@ float *mg_cuda_rollout_start(const cuda_backend *cb, int n, int grads)
     return grads ? saved(cb, n, 0) : cb->d_ping;
 }
 
-int mg_cuda_run_rollouts(cuda_backend *cb, int n, int steps, const mg_step_rules *r, uint64_t seed,
-                         uint32_t iteration, float *d_grads, float **d_final, float **d_g0, mg_error *err)
+int mg_cuda_run_rollouts(cuda_backend *cb, int n, int steps, const mg_step_rules *r, uint64_t seed, float *d_grads,
+                         float **d_final, float **d_g0, mg_error *err)
 {
     const mg_nca_dims *d = &cb->dims;
     const int every = cb->every, grads = d_grads != NULL;
     const size_t cells = (size_t)mg_cells(d), state = mg_cuda_state_floats(d);
     float *cur = mg_cuda_rollout_start(cb, n, grads);
-    mg_cuda_step a = mg_cuda_step_args(cb, n, r, seed, iteration);
+    mg_cuda_step a = mg_cuda_step_args(cb, n, r, seed);
     for (int step = 0; step < steps; step++) {
         float *out;
         if (grads && (step + 1) % every == 0)
@@ -231,7 +235,7 @@ static int cuda_batch(mg_backend *be, const mg_batch_job *job, mg_error *err)
         return -1;
     const size_t cells = (size_t)mg_cells(d), state = mg_cuda_state_floats(d);
     const int grads = job->grads != NULL;
-    if (upload_common(cb, job->params, job->sample_index, n, &job->rules, err) != 0)
+    if (upload_common(cb, job->params, job->iteration, job->sample_index, n, &job->rules, err) != 0)
         return -1;
     for (int b = 0; b < n; b++)
         CK(cudaMemcpyAsync(cb->d_targets + (size_t)b * cells * 4, job->targets + (size_t)job->target_index[b] * cells * 4,
@@ -240,8 +244,7 @@ static int cuda_batch(mg_backend *be, const mg_batch_job *job, mg_error *err)
     CK(cudaMemcpyAsync(mg_cuda_rollout_start(cb, n, grads), job->states, sizeof(float) * state * n,
                        cudaMemcpyHostToDevice, cb->stream), "uploading states");
     float *final = NULL, *g0 = NULL;
-    if (mg_cuda_run_rollouts(cb, n, steps, &job->rules, job->seed, job->iteration, grads ? cb->d_grads : NULL,
-                             &final, &g0, err) != 0)
+    if (mg_cuda_run_rollouts(cb, n, steps, &job->rules, job->seed, grads ? cb->d_grads : NULL, &final, &g0, err) != 0)
         return -1;
     CK(cudaMemcpyAsync(job->states, final, sizeof(float) * state * n, cudaMemcpyDeviceToHost, cb->stream),
        "downloading final states");
@@ -268,7 +271,7 @@ static int cuda_rollout(mg_backend *be, const mg_rollout_job *job, mg_error *err
         return mg_fail(err, "cuda backend: a rollout on a backend that holds a training state (its parameters "
                             "would be overwritten)");
     if (mg_cuda_ensure_capacity(cb, 1, err) != 0 ||
-        upload_common(cb, job->params, &job->sample_index, 1, &job->rules, err) != 0)
+        upload_common(cb, job->params, job->iteration, &job->sample_index, 1, &job->rules, err) != 0)
         return -1;
     const size_t state = mg_cuda_state_floats(d);
     CK(cudaMemcpyAsync(cb->d_ping, job->state, sizeof(float) * state, cudaMemcpyHostToDevice, cb->stream),
@@ -278,7 +281,7 @@ static int cuda_rollout(mg_backend *be, const mg_rollout_job *job, mg_error *err
         if (job->frame_cb(job->frame_ctx, 0, job->state, err) != 0)
             return -1;
     }
-    mg_cuda_step a = mg_cuda_step_args(cb, 1, &job->rules, job->seed, job->iteration);
+    mg_cuda_step a = mg_cuda_step_args(cb, 1, &job->rules, job->seed);
     float *cur = cb->d_ping, *next = cb->d_pong;
     for (int step = 0; step < job->steps; step++) {
         a.step = step;
@@ -403,6 +406,8 @@ mg_backend *mg_backend_cuda_create(const mg_config *cfg, const mg_nca_dims *dims
         what = "allocating parameters";
     else if ((e = cudaMalloc((void **)&cb->d_freeze, cells)) != cudaSuccess)
         what = "allocating the freeze mask";
+    else if ((e = cudaMalloc((void **)&cb->d_iteration, sizeof(uint32_t))) != cudaSuccess)
+        what = "allocating the iteration";
     if (what) {
         mg_cuda_fail(err, e, what);
         cuda_destroy(be);

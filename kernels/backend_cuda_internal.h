@@ -10,6 +10,14 @@
 #include "morphogen/backend.h"
 #include "nccl_exchange.h"
 
+/* A rollout of a given length captured into a CUDA graph, with what its
+ * kernels' arguments baked in besides buffer addresses. */
+typedef struct rollout_graph {
+    cudaGraphExec_t exec;    /* NULL: not captured */
+    mg_step_rules rules;
+    float *d_final;
+} rollout_graph;
+
 /* The training state on the device (train_cuda.c), from attach on. */
 typedef struct cuda_train {
     int attached;
@@ -26,6 +34,8 @@ typedef struct cuda_train {
     const float *d_final;    /* the batch's final states, in a rollout buffer */
     float *h_stage;          /* [batch][n_params] host staging of an exchange without NCCL */
     mg_nccl *nccl;           /* NULL: exchange through MPI on the host */
+    int use_graphs;          /* replay rollouts from CUDA graphs (MORPHOGEN_CUDA_GRAPHS) */
+    rollout_graph *graphs;   /* [max_steps + 1] by rollout length */
 } cuda_train;
 
 typedef struct cuda_backend {
@@ -38,6 +48,7 @@ typedef struct cuda_backend {
     cudaStream_t stream;
     int n_cap;            /* samples the buffers below are sized for (0 = none yet) */
     float *d_params;
+    uint32_t *d_iteration;    /* the job's iteration (mg_cuda_step.d_iteration) */
     uint32_t *d_sample_index;
     unsigned char *d_freeze;
     float *d_targets;     /* [n][cells][4] each sample's target */
@@ -81,17 +92,18 @@ int mg_cuda_ensure_capacity(cuda_backend *cb, int n, mg_error *err);
 float *mg_cuda_rollout_start(const cuda_backend *cb, int n, int grads);
 
 /* Roll out n samples from mg_cuda_rollout_start(cb, n, d_grads != NULL),
- * with d_params, d_sample_index, d_targets (and d_freeze when the rules
- * have one) in place: losses to d_loss, and unless d_grads is NULL each
- * sample's raw parameter gradient to d_grads [n][n_params]. *d_final is the
- * buffer holding the final states, *d_g0 (if not NULL) the one holding
- * dL/ds0. Enqueued on the stream; nothing is synchronised. */
-int mg_cuda_run_rollouts(cuda_backend *cb, int n, int steps, const mg_step_rules *r, uint64_t seed,
-                         uint32_t iteration, float *d_grads, float **d_final, float **d_g0, mg_error *err);
+ * with d_params, d_iteration, d_sample_index, d_targets (and d_freeze when
+ * the rules have one) in place: losses to d_loss, and unless d_grads is
+ * NULL each sample's raw parameter gradient to d_grads [n][n_params].
+ * *d_final is the buffer holding the final states, *d_g0 (if not NULL) the
+ * one holding dL/ds0. Only kernels and device-to-device operations are
+ * enqueued, nothing is synchronised: the whole sequence can be captured
+ * into a CUDA graph. */
+int mg_cuda_run_rollouts(cuda_backend *cb, int n, int steps, const mg_step_rules *r, uint64_t seed, float *d_grads,
+                         float **d_final, float **d_g0, mg_error *err);
 
 /* The step description common to every step of a job. */
-mg_cuda_step mg_cuda_step_args(const cuda_backend *cb, int n, const mg_step_rules *r, uint64_t seed,
-                               uint32_t iteration);
+mg_cuda_step mg_cuda_step_args(const cuda_backend *cb, int n, const mg_step_rules *r, uint64_t seed);
 
 /* train_cuda.c */
 extern const mg_train_ops MG_CUDA_TRAIN_OPS;

@@ -31,7 +31,9 @@ typedef struct mg_cuda_step {
     int n;                          /* samples */
     int height, width, channels, hidden;
     uint64_t seed;
-    uint32_t iteration;
+    /* The iteration (fire-mask key) in device memory, not by value, so that
+     * a CUDA graph of a rollout replays unchanged at every iteration. */
+    const uint32_t *d_iteration;
     const uint32_t *d_sample_index; /* [n] global sample index (fire-mask key) */
     int step;                       /* CA step number (fire-mask key) */
     uint32_t fire_threshold;        /* mg_fire_threshold(fire_rate) */

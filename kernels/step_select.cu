@@ -25,7 +25,7 @@ k_select_forward(mg_cuda_step a, mg_cuda_work w, const float *__restrict__ s_in,
         return;
     const float *s = s_in + (size_t)b * cells * C;
     const bool pre = mg_alive_at(s, a.height, a.width, C, cell / a.width, cell % a.width, a.alive_threshold);
-    const bool fires = mg_fires(a.seed, a.iteration, a.d_sample_index[b], (uint32_t)a.step, a.fire_threshold,
+    const bool fires = mg_fires(a.seed, *a.d_iteration, a.d_sample_index[b], (uint32_t)a.step, a.fire_threshold,
                                 (uint32_t)cell);
     const bool frozen = mg_dev_frozen(a.d_freeze, cell) == MG_DEV_CELL_FROZEN;
     const bool run = fires && !frozen && (pre || cell == a.pin_cell);
@@ -51,7 +51,7 @@ k_select_backward(mg_cuda_step a, mg_cuda_work w, const unsigned char *__restric
     const size_t at = (size_t)b * cells + cell;
     const bool frozen = mg_dev_frozen(a.d_freeze, cell) == MG_DEV_CELL_FROZEN;
     w.d_flag[at] = alive[at] && !frozen &&
-                   mg_fires(a.seed, a.iteration, a.d_sample_index[b], (uint32_t)a.step, a.fire_threshold,
+                   mg_fires(a.seed, *a.d_iteration, a.d_sample_index[b], (uint32_t)a.step, a.fire_threshold,
                             (uint32_t)cell);
 }
 

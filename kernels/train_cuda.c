@@ -27,6 +27,11 @@ void mg_cuda_train_release(cuda_backend *cb)
             cudaFree(all[i]);
     free(tr->h_stage);
     mg_nccl_destroy(tr->nccl);
+    if (tr->graphs)
+        for (int i = 0; i <= cb->max_steps; i++)
+            if (tr->graphs[i].exec)
+                cudaGraphExecDestroy(tr->graphs[i].exec);
+    free(tr->graphs);
     memset(tr, 0, sizeof *tr);
 }
 
@@ -129,6 +134,11 @@ static int cuda_attach(mg_backend *be, const mg_train_state *s, mg_error *err)
     CK(cudaStreamSynchronize(cb->stream), "uploading the training state");
     if (choose_exchange(cb, err) != 0)
         return -1;
+    const char *graphs = getenv("MORPHOGEN_CUDA_GRAPHS");
+    tr->use_graphs = !(graphs && strcmp(graphs, "0") == 0);
+    tr->graphs = calloc((size_t)cb->max_steps + 1, sizeof *tr->graphs);
+    if (!tr->graphs)
+        return mg_fail(err, "cuda backend: out of memory");
     tr->attached = 1;
     return 0;
 }
@@ -164,6 +174,47 @@ static int cuda_gather(mg_backend *be, const mg_train_batch *b, double *loss, mg
     return 0;
 }
 
+/* Whether a graph captured with rules `a` serves rules `b`: the rules'
+ * values are kernel arguments (the freeze mask's contents are uploaded to
+ * the same buffer each time, but whether there is one is an argument). */
+static int same_rules(const mg_step_rules *a, const mg_step_rules *b)
+{
+    return a->fire_threshold == b->fire_threshold && a->alive_threshold == b->alive_threshold &&
+           a->pin_cell == b->pin_cell && (a->freeze != NULL) == (b->freeze != NULL);
+}
+
+/* Capture the rollout of b->steps steps (forward, loss, backward, weight
+ * gradients: about 4 launches per step forward and 4 to 8 backward) into
+ * g. Every launch of it has fixed buffers and sizes; what changes from one
+ * iteration to the next (iteration, sample keys, states, parameters) is in
+ * device memory, so the graph replays at every iteration with that length. */
+static int capture_rollouts(cuda_backend *cb, rollout_graph *g, const mg_train_batch *b, float *d_grads,
+                            mg_error *err)
+{
+    cuda_train *tr = &cb->train;
+    CK(cudaStreamBeginCapture(cb->stream, cudaStreamCaptureModeThreadLocal), "capturing a rollout");
+    float *final = NULL;
+    const int rc = mg_cuda_run_rollouts(cb, tr->s.batch_count, b->steps, &b->rules, tr->s.cfg->seed, d_grads, &final,
+                                        NULL, err);
+    cudaGraph_t graph = NULL;
+    const cudaError_t ended = cudaStreamEndCapture(cb->stream, &graph); /* always end the capture */
+    if (rc != 0) {
+        if (ended == cudaSuccess && graph)
+            cudaGraphDestroy(graph);
+        return -1;
+    }
+    CK(ended, "capturing a rollout");
+    const cudaError_t made = cudaGraphInstantiate(&g->exec, graph, 0);
+    cudaGraphDestroy(graph);
+    if (made != cudaSuccess) {
+        g->exec = NULL;
+        return mg_cuda_fail(err, made, "instantiating a rollout's CUDA graph");
+    }
+    g->rules = b->rules;
+    g->d_final = final;
+    return 0;
+}
+
 static int cuda_rollouts(mg_backend *be, const mg_train_batch *b, double *loss, mg_error *err)
 {
     cuda_backend *cb = be->impl;
@@ -192,10 +243,24 @@ static int cuda_rollouts(mg_backend *be, const mg_train_batch *b, double *loss, 
     if (b->rules.freeze)
         CK(cudaMemcpyAsync(cb->d_freeze, b->rules.freeze, cells, cudaMemcpyHostToDevice, cb->stream),
            "uploading the freeze mask");
-    float *final = NULL;
-    if (mg_cuda_run_rollouts(cb, n, b->steps, &b->rules, tr->s.cfg->seed, b->iteration,
-                             tr->d_grads + (size_t)tr->s.batch_first * cb->n_params, &final, NULL, err) != 0)
-        return -1;
+    const uint32_t iteration = b->iteration;
+    CK(cudaMemcpyAsync(cb->d_iteration, &iteration, sizeof iteration, cudaMemcpyHostToDevice, cb->stream),
+       "uploading the iteration");
+    float *d_grads = tr->d_grads + (size_t)tr->s.batch_first * cb->n_params, *final = NULL;
+    if (!tr->use_graphs) {
+        if (mg_cuda_run_rollouts(cb, n, b->steps, &b->rules, tr->s.cfg->seed, d_grads, &final, NULL, err) != 0)
+            return -1;
+    } else {
+        rollout_graph *g = &tr->graphs[b->steps];
+        if (g->exec && !same_rules(&g->rules, &b->rules)) {
+            cudaGraphExecDestroy(g->exec);
+            g->exec = NULL;
+        }
+        if (!g->exec && capture_rollouts(cb, g, b, d_grads, err) != 0)
+            return -1;
+        CK(cudaGraphLaunch(g->exec, cb->stream), "launching a rollout's CUDA graph");
+        final = g->d_final;
+    }
     tr->d_final = final;
     CK(cudaMemcpyAsync(loss, cb->d_loss, sizeof(double) * n, cudaMemcpyDeviceToHost, cb->stream),
        "downloading losses");

@@ -14,14 +14,19 @@
  *    FMAs: each parameter, moment within 1e-6 relative of its magnitude
  *    plus 1e-12 absolute;
  *  - damage zeroes exactly the masked cells of the flagged samples.
- * Then three iterations of the whole sequence (gather, rollouts with keep,
+ * Then four iterations of the whole sequence (gather, rollouts with keep,
  * reseed and damage, exchange, reduce, apply, sync) on both backends from
- * the same state: losses 1e-5 relative, norms 1e-4, parameters, moments
+ * the same state, rollouts of 6, 5, 6 and 5 steps (so that the CUDA graphs
+ * of iterations 1 and 2 are replayed with new iterations, samples and
+ * weights; iteration 2 fires every cell and pins the seed cell, so the
+ * graph of 5 steps must be captured again for iteration 4): losses 1e-5 relative, norms 1e-4, parameters, moments
  * and the pool 1e-4 of each array's largest magnitude (the rollouts'
  * gradients differ by float rounding, see test_cuda_parity.c; Adam's first
  * steps then move every weight by about lr, far above that). Host copies
  * of GPU results are poisoned with NaN before each call, so an element the
- * GPU never writes fails. */
+ * GPU never writes fails. A third backend with CUDA graphs switched off
+ * (MORPHOGEN_CUDA_GRAPHS=0) gives the same bits as the one with graphs. */
+#define _POSIX_C_SOURCE 200809L /* setenv */
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -209,7 +214,7 @@ static void test_train_ops_parity(void **state)
     (void)state;
     require_device(NAME);
     const mg_nca_dims dims = {12, 10, 6, 9};
-    const int B = 3, pool_count = 5, n_targets = 2, steps = 6, iterations = 3;
+    const int B = 3, pool_count = 5, n_targets = 2, steps = 6, iterations = 4;
     const int cells = mg_cells(&dims);
     const size_t n_state = (size_t)cells * dims.channels;
     mg_tensor_desc t[3];
@@ -220,9 +225,10 @@ static void test_train_ops_parity(void **state)
     cfg.weight_decay = 0.001;
     mg_comm comm = {0, 1, 0, 1, NULL, 0, 0};
     mg_error err = {{0}};
-    mg_backend *be[2] = {mg_backend_cpu_create(&cfg, &dims, steps, &err),
+    mg_backend *be[3] = {mg_backend_cpu_create(&cfg, &dims, steps, &err),
+                         mg_backend_cuda_create(&cfg, &dims, steps, &comm, &err),
                          mg_backend_cuda_create(&cfg, &dims, steps, &comm, &err)};
-    if (!be[0] || !be[1]) {
+    if (!be[0] || !be[1] || !be[2]) {
         fprintf(stderr, "%s\n", err.msg);
         fail();
     }
@@ -232,8 +238,8 @@ static void test_train_ops_parity(void **state)
         targets[i] = (float)fixture_uniform(60, (uint32_t)i, 0, 1);
     double *sd = malloc(sizeof(double) * n_state);
     assert_non_null(sd);
-    train_copy copy[2];
-    for (int j = 0; j < 2; j++) {
+    train_copy copy[3];
+    for (int j = 0; j < 3; j++) {
         copy[j] = (train_copy){alloc_floats((size_t)P), alloc_floats((size_t)P), alloc_floats((size_t)P),
                                alloc_floats(n_state * pool_count)};
         random_params(&dims, copy[j].params);
@@ -245,16 +251,21 @@ static void test_train_ops_parity(void **state)
         }
         const mg_train_state s = {&cfg, dims, 3, t, P, copy[j].params, copy[j].m, copy[j].v, pool_count,
                                   copy[j].pool, n_targets, targets, B, 0, B, &comm};
-        if (be[j]->ops->train->attach(be[j], &s, &err) != 0) {
+        if (j == 2)
+            setenv("MORPHOGEN_CUDA_GRAPHS", "0", 1);
+        const int attached = be[j]->ops->train->attach(be[j], &s, &err);
+        unsetenv("MORPHOGEN_CUDA_GRAPHS");
+        if (attached != 0) {
             fprintf(stderr, "%s attach: %s\n", be[j]->ops->name, err.msg);
             fail();
         }
     }
     /* Each iteration: which pool samples, and what happens to them. */
-    const int32_t local[3][3] = {{0, 2, 4}, {3, 1, 0}, {4, 1, 2}};
-    const unsigned char action[3][3] = {{MG_TRAIN_KEEP, MG_TRAIN_RESEED, MG_TRAIN_DAMAGE},
+    const int32_t local[4][3] = {{0, 2, 4}, {3, 1, 0}, {4, 1, 2}, {2, 0, 3}};
+    const unsigned char action[4][3] = {{MG_TRAIN_KEEP, MG_TRAIN_RESEED, MG_TRAIN_DAMAGE},
                                         {MG_TRAIN_DAMAGE, MG_TRAIN_KEEP, MG_TRAIN_DAMAGE},
-                                        {MG_TRAIN_KEEP, MG_TRAIN_KEEP, MG_TRAIN_RESEED}};
+                                        {MG_TRAIN_KEEP, MG_TRAIN_KEEP, MG_TRAIN_RESEED},
+                                        {MG_TRAIN_DAMAGE, MG_TRAIN_KEEP, MG_TRAIN_KEEP}};
     unsigned char *damage = malloc((size_t)cells * B);
     assert_non_null(damage);
     for (int it = 0; it < iterations; it++) {
@@ -265,11 +276,11 @@ static void test_train_ops_parity(void **state)
             target[i] = (local[it][i] + i) % n_targets;
             mg_damage_mask(&cfg, &dims, it + 1, (int32_t)sample[i], damage + (size_t)cells * i);
         }
-        const mg_train_batch b = {(uint32_t)(it + 1), steps - it,
-                                  {mg_fire_threshold(0.5), 0.1, it == 1 ? mg_seed_cell(&cfg, &dims) : -1, NULL},
+        const mg_train_batch b = {(uint32_t)(it + 1), steps - it % 2,
+                                  {mg_fire_threshold(it == 1 ? 1.0 : 0.5), 0.1, it == 1 ? mg_seed_cell(&cfg, &dims) : -1, NULL},
                                   local[it], sample, target, action[it], damage};
-        double pre[2][3], post[2][3], norms[2][3];
-        for (int j = 0; j < 2; j++) {
+        double pre[3][3], post[3][3], norms[3][3];
+        for (int j = 0; j < 3; j++) {
             const mg_train_ops *ops = be[j]->ops->train;
             for (int i = 0; i < 3; i++)
                 pre[j][i] = post[j][i] = norms[j][i] = NAN;
@@ -291,11 +302,14 @@ static void test_train_ops_parity(void **state)
             snprintf(what, sizeof what, "iteration %d, norm of %s", it + 1, t[k].name);
             expect_close_scalar(NAME, what, norms[1][k], norms[0][k], 1e-4);
         }
+        assert_memory_equal(pre[2], pre[1], sizeof pre[1]);
+        assert_memory_equal(post[2], post[1], sizeof post[1]);
+        assert_memory_equal(norms[2], norms[1], sizeof norms[1]);
     }
     /* sync must write every element of the host copy. */
     poison(copy[1].params, (size_t)P), poison(copy[1].m, (size_t)P), poison(copy[1].v, (size_t)P);
     poison(copy[1].pool, n_state * pool_count);
-    for (int j = 0; j < 2; j++)
+    for (int j = 0; j < 3; j++)
         assert_int_equal(be[j]->ops->train->sync(be[j], 1, &err), 0);
     for (int k = 0; k < 3; k++) {
         expect_close(NAME, t[k].name, -1, copy[1].params + t[k].offset, copy[0].params + t[k].offset,
@@ -305,6 +319,10 @@ static void test_train_ops_parity(void **state)
     }
     for (int i = 0; i < pool_count; i++)
         expect_close(NAME, "pool sample", i, copy[1].pool + n_state * i, copy[0].pool + n_state * i, n_state, 1e-4);
+    assert_memory_equal(copy[2].params, copy[1].params, sizeof(float) * (size_t)P);
+    assert_memory_equal(copy[2].m, copy[1].m, sizeof(float) * (size_t)P);
+    assert_memory_equal(copy[2].v, copy[1].v, sizeof(float) * (size_t)P);
+    assert_memory_equal(copy[2].pool, copy[1].pool, sizeof(float) * n_state * pool_count);
     /* The pool moved: sample 1 was reseeded then rolled out, not its start. */
     fixture_state(&dims, 41u, 0.6, sd);
     float *start = alloc_floats(n_state);
@@ -312,7 +330,7 @@ static void test_train_ops_parity(void **state)
     assert_true(memcmp(start, copy[0].pool + n_state, sizeof(float) * n_state) != 0);
 
     free(start), free(damage), free(sd), free(targets);
-    for (int j = 0; j < 2; j++) {
+    for (int j = 0; j < 3; j++) {
         free(copy[j].params), free(copy[j].m), free(copy[j].v), free(copy[j].pool);
         mg_backend_destroy(be[j]);
     }

@@ -17,6 +17,7 @@
 
 #include <map>
 #include <set>
+#include <vector>
 
 #include "cuemu_internal.h"
 
@@ -62,7 +63,29 @@ void check_stream(const char *call, cudaStream_t stream)
         cuemu_fatal("%s on a stream that does not exist (destroyed?)", call);
 }
 
+/* Captures in progress, and graphs (a captured graph and its instances are
+ * the same list of recorded operations). */
+using recorded_ops = std::vector<std::function<void(cudaStream_t)>>;
+std::map<cudaStream_t, recorded_ops *> capturing;
+std::set<const recorded_ops *> graphs;
+
+void refuse_while_capturing(const char *call)
+{
+    if (!capturing.empty())
+        cuemu_fatal("%s while a stream is being captured into a CUDA graph (CUDA refuses it and invalidates the "
+                    "capture)", call);
+}
+
 } // namespace
+
+bool cuemu_capture(cudaStream_t stream, std::function<void(cudaStream_t)> op)
+{
+    auto it = capturing.find(stream);
+    if (it == capturing.end())
+        return false;
+    it->second->push_back(std::move(op));
+    return true;
+}
 
 cudaError_t cuemu_set_error(cudaError_t error)
 {
@@ -137,6 +160,9 @@ const char *cudaGetErrorName(cudaError_t error)
     case cudaErrorInvalidDevice: return "cudaErrorInvalidDevice";
     case cudaErrorInvalidResourceHandle: return "cudaErrorInvalidResourceHandle";
     case cudaErrorLaunchOutOfResources: return "cudaErrorLaunchOutOfResources";
+    case cudaErrorIllegalState: return "cudaErrorIllegalState";
+    case cudaErrorStreamCaptureUnsupported: return "cudaErrorStreamCaptureUnsupported";
+    case cudaErrorStreamCaptureInvalidated: return "cudaErrorStreamCaptureInvalidated";
     }
     return "cudaErrorUnknown";
 }
@@ -154,6 +180,9 @@ const char *cudaGetErrorString(cudaError_t error)
     case cudaErrorInvalidDevice: return "invalid device ordinal (emulated CUDA)";
     case cudaErrorInvalidResourceHandle: return "invalid resource handle (emulated CUDA)";
     case cudaErrorLaunchOutOfResources: return "too many resources requested for launch (emulated CUDA)";
+    case cudaErrorIllegalState: return "the resource is in an illegal state (emulated CUDA)";
+    case cudaErrorStreamCaptureUnsupported: return "operation not permitted when stream is capturing (emulated CUDA)";
+    case cudaErrorStreamCaptureInvalidated: return "operation failed due to a previous error during capture (emulated CUDA)";
     }
     return "unknown error (emulated CUDA)";
 }
@@ -185,7 +214,7 @@ cudaError_t cudaFree(void *ptr)
     return cudaSuccess;
 }
 
-cudaError_t cudaMemcpy(void *dst, const void *src, size_t bytes, enum cudaMemcpyKind kind)
+static cudaError_t copy_now(void *dst, const void *src, size_t bytes, enum cudaMemcpyKind kind)
 {
     if ((unsigned)kind > (unsigned)cudaMemcpyDeviceToDevice)
         return cuemu_set_error(cudaErrorInvalidValue);
@@ -199,19 +228,40 @@ cudaError_t cudaMemcpy(void *dst, const void *src, size_t bytes, enum cudaMemcpy
     return cudaSuccess;
 }
 
+cudaError_t cudaMemcpy(void *dst, const void *src, size_t bytes, enum cudaMemcpyKind kind)
+{
+    refuse_while_capturing("cudaMemcpy");
+    return copy_now(dst, src, bytes, kind);
+}
+
 cudaError_t cudaMemcpyAsync(void *dst, const void *src, size_t bytes, enum cudaMemcpyKind kind, cudaStream_t stream)
 {
     check_stream("cudaMemcpyAsync", stream);
-    return cudaMemcpy(dst, src, bytes, kind);
+    if (capturing.count(stream)) {
+        /* Host memory in a captured copy would be read or written at each
+         * replay, long after the call: morphogen captures device copies only. */
+        if (kind != cudaMemcpyDeviceToDevice)
+            cuemu_fatal("cudaMemcpyAsync of kind %d captured into a CUDA graph (only device-to-device copies are "
+                        "expected there)", (int)kind);
+        cuemu_capture(stream, [dst, src, bytes, kind](cudaStream_t) { copy_now(dst, src, bytes, kind); });
+        return cudaSuccess;
+    }
+    return copy_now(dst, src, bytes, kind);
+}
+
+static void set_now(void *ptr, int value, size_t bytes)
+{
+    if (bytes == 0)
+        return;
+    check_range("cudaMemsetAsync", "destination", ptr, bytes, true);
+    memset(ptr, value, bytes);
 }
 
 cudaError_t cudaMemsetAsync(void *ptr, int value, size_t bytes, cudaStream_t stream)
 {
     check_stream("cudaMemsetAsync", stream);
-    if (bytes == 0)
-        return cudaSuccess;
-    check_range("cudaMemsetAsync", "destination", ptr, bytes, true);
-    memset(ptr, value, bytes);
+    if (!cuemu_capture(stream, [ptr, value, bytes](cudaStream_t) { set_now(ptr, value, bytes); }))
+        set_now(ptr, value, bytes);
     return cudaSuccess;
 }
 
@@ -237,10 +287,84 @@ cudaError_t cudaStreamDestroy(cudaStream_t stream)
 cudaError_t cudaStreamSynchronize(cudaStream_t stream)
 {
     check_stream("cudaStreamSynchronize", stream);
+    refuse_while_capturing("cudaStreamSynchronize");
     return cudaSuccess;
 }
 
+cudaError_t cudaStreamBeginCapture(cudaStream_t stream, enum cudaStreamCaptureMode mode)
+{
+    check_stream("cudaStreamBeginCapture", stream);
+    if (!stream) /* the legacy default stream cannot be captured */
+        return cuemu_set_error(cudaErrorStreamCaptureUnsupported);
+    if ((unsigned)mode > (unsigned)cudaStreamCaptureModeRelaxed)
+        return cuemu_set_error(cudaErrorInvalidValue);
+    if (capturing.count(stream))
+        return cuemu_set_error(cudaErrorIllegalState);
+    capturing[stream] = new recorded_ops;
+    return cudaSuccess;
+}
+
+cudaError_t cudaStreamEndCapture(cudaStream_t stream, cudaGraph_t *graph)
+{
+    check_stream("cudaStreamEndCapture", stream);
+    auto it = capturing.find(stream);
+    if (it == capturing.end())
+        return cuemu_set_error(cudaErrorIllegalState);
+    graphs.insert(it->second);
+    *graph = reinterpret_cast<cudaGraph_t>(it->second);
+    capturing.erase(it);
+    return cudaSuccess;
+}
+
+static recorded_ops *graph_ops(const void *handle, const char *call)
+{
+    auto *ops = static_cast<recorded_ops *>(const_cast<void *>(handle));
+    if (!graphs.count(ops))
+        cuemu_fatal("%s of a graph that does not exist (destroyed?)", call);
+    return ops;
+}
+
+cudaError_t cudaGraphInstantiate(cudaGraphExec_t *exec, cudaGraph_t graph, unsigned long long flags)
+{
+    if (flags != 0)
+        return cuemu_set_error(cudaErrorInvalidValue);
+    auto *copy = new recorded_ops(*graph_ops(graph, "cudaGraphInstantiate"));
+    graphs.insert(copy);
+    *exec = reinterpret_cast<cudaGraphExec_t>(copy);
+    return cudaSuccess;
+}
+
+cudaError_t cudaGraphLaunch(cudaGraphExec_t exec, cudaStream_t stream)
+{
+    check_stream("cudaGraphLaunch", stream);
+    refuse_while_capturing("cudaGraphLaunch");
+    /* Report what this replay's launches refuse, not an older error. */
+    const cudaError_t before = last_error;
+    last_error = cudaSuccess;
+    for (auto &op : *graph_ops(exec, "cudaGraphLaunch"))
+        op(stream);
+    const cudaError_t replay = last_error;
+    if (replay == cudaSuccess)
+        last_error = before;
+    return replay;
+}
+
+static cudaError_t destroy_graph(const void *handle, const char *call)
+{
+    auto *ops = graph_ops(handle, call);
+    graphs.erase(ops);
+    delete ops;
+    return cudaSuccess;
+}
+
+cudaError_t cudaGraphExecDestroy(cudaGraphExec_t exec) { return destroy_graph(exec, "cudaGraphExecDestroy"); }
+cudaError_t cudaGraphDestroy(cudaGraph_t graph) { return destroy_graph(graph, "cudaGraphDestroy"); }
+
 /* Launches and copies complete when they are called: nothing to wait for. */
-cudaError_t cudaDeviceSynchronize(void) { return cudaSuccess; }
+cudaError_t cudaDeviceSynchronize(void)
+{
+    refuse_while_capturing("cudaDeviceSynchronize");
+    return cudaSuccess;
+}
 
 } /* extern "C" */

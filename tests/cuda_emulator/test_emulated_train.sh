@@ -21,6 +21,11 @@ STATE=(/checkpoint/params /checkpoint/adam_m /checkpoint/adam_v /checkpoint/pool
 "$MORPHOGEN" train "${RUN[@]}" --set run.backend=cuda --out one.h5 >one.out 2>one.err ||
     fail "1 rank: $(cat one.err)"
 grep -q EMULATION one.out one.err || fail "the emulated run does not say it is an emulation"
+# Rollouts replayed from CUDA graphs (the default) and launched one by one:
+# the same bits.
+MORPHOGEN_CUDA_GRAPHS=0 "$MORPHOGEN" train "${RUN[@]}" --set run.backend=cuda --out nographs.h5 >/dev/null \
+    2>nographs.err || fail "1 rank without CUDA graphs: $(cat nographs.err)"
+h5_same one.h5 nographs.h5 "${STATE[@]}"
 "${MPIRUN[@]}" -np 2 "$MORPHOGEN" train "${RUN[@]}" --set run.backend=cuda --set train.iterations=3 \
     --out two.h5 >/dev/null 2>two.err || fail "2 ranks: $(cat two.err)"
 "${MPIRUN[@]}" -np 2 "$MORPHOGEN" train --resume two.h5 --set train.iterations=6 >/dev/null 2>>two.err ||

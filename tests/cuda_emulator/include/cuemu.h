@@ -15,6 +15,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <functional>
+#include <memory>
 #include <tuple>
 #include <utility>
 
@@ -87,6 +89,11 @@ struct cuemu_launch_config {
     cudaStream_t stream;
 };
 
+/* runtime_api.cc: when `stream` is capturing, records `op` into its graph
+ * (run at each cudaGraphLaunch, given the launch's stream) and returns true;
+ * otherwise false, and the caller runs the operation now. */
+bool cuemu_capture(cudaStream_t stream, std::function<void(cudaStream_t)> op);
+
 /* Checks the configuration (a refused launch sets the last error, as on a
  * GPU), then runs thread_body(ctx) once per thread of the grid. */
 void cuemu_launch(const cuemu_launch_config &config, void (*thread_body)(void *ctx), void *ctx);
@@ -95,22 +102,37 @@ template <class... P> struct cuemu_launch_expr {
     void (*kernel)(P...);
     cuemu_launch_config config;
 
-    template <class... A> void operator()(A &&...args) const
+    static void run(void (*k)(P...), const cuemu_launch_config &c, std::tuple<P...> &params)
     {
-        /* The arguments are converted to the parameter types once, at the
-         * launch, as CUDA does; std::apply then passes each thread its own
-         * copies, as every GPU thread has its own parameters. */
-        std::tuple<P...> params(std::forward<A>(args)...);
         struct bound {
             void (*kernel)(P...);
             std::tuple<P...> *params;
-        } b{kernel, &params};
+        } b{k, &params};
         cuemu_launch(
-            config, [](void *ctx) {
+            c, [](void *ctx) {
                 bound *self = static_cast<bound *>(ctx);
                 std::apply(self->kernel, *self->params);
             },
             &b);
+    }
+
+    template <class... A> void operator()(A &&...args) const
+    {
+        /* The arguments are converted to the parameter types once, at the
+         * launch, as CUDA does; std::apply then passes each thread its own
+         * copies, as every GPU thread has its own parameters. A launch into
+         * a capturing stream keeps those values for every replay, as a
+         * graph's kernel node does. */
+        auto params = std::make_shared<std::tuple<P...>>(std::forward<A>(args)...);
+        void (*k)(P...) = kernel;
+        const cuemu_launch_config c = config;
+        if (cuemu_capture(c.stream, [k, c, params](cudaStream_t on) {
+                cuemu_launch_config at = c;
+                at.stream = on;
+                run(k, at, *params);
+            }))
+            return;
+        run(k, c, *params);
     }
 };
 
