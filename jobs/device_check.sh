@@ -159,7 +159,7 @@ new = np.nonzero(it > int(sys.argv[2]))[0]
 print("%.6f" % ((wall[new[-1]] - wall[new[0]]) / (len(new) - 1)))
 PY
         }
-        m_s=() e_s=() g_s=() c_s=() g_capture=""
+        m_s=() n_s=() e_s=() g_s=() c_s=() g_capture=""
         for round in 1 2; do
             [ "$(elapsed)" -lt 200 ] || { echo "device_check: time budget: stopping after $((round - 1)) round(s)"; break; }
             cp "$start" "$work/m.h5"
@@ -168,6 +168,16 @@ PY
                 m_s+=("$(speed "$work/m.h5")")
             else
                 tail -n 3 "$work/m.log"
+            fi
+            # The same without CUDA graphs (the row above includes capturing
+            # a graph for each rollout length new to its process).
+            cp "$start" "$work/n.h5"
+            if MORPHOGEN_CUDA_GRAPHS=0 tmo 60 "$morphogen" train --resume "$work/n.h5" \
+                    --set train.iterations=$((done_iter + iters + 1)) --set run.checkpoint_every=1000000000 \
+                    --set run.log_every=1000000000 >"$work/n.log" 2>&1; then
+                n_s+=("$(speed "$work/n.h5")")
+            else
+                tail -n 3 "$work/n.log"
             fi
             if [ "$have_torch" -eq 1 ]; then
                 line=$(tmo 60 "$python" analysis/bench_torch.py "$start" --device cuda --dense native \
@@ -206,10 +216,12 @@ PY
             [ -n "$g_check_note" ] || g_check_note="no verdict (timed out?), see the lines above"
         fi
         best() { [ $# -gt 0 ] && printf '%s\n' "$@" | sort -g | head -n 1; }
-        m=$(best "${m_s[@]}") e=$(best "${e_s[@]}") g=$(best "${g_s[@]}") c=$(best "${c_s[@]}")
+        m=$(best "${m_s[@]}") n=$(best "${n_s[@]}") e=$(best "${e_s[@]}") g=$(best "${g_s[@]}") c=$(best "${c_s[@]}")
         ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.1fx", a / b}'; }
-        [ -n "$m" ] && row "morphogen cuda, s/iteration" "$m" "best of ${#m_s[@]} round(s) of $iters iterations" ||
+        [ -n "$m" ] && row "morphogen cuda, s/iteration" "$m" "best of ${#m_s[@]} round(s) of $iters iterations, CUDA graphs captured on first use included" ||
             row "morphogen cuda" "FAILED" "see the lines above"
+        [ -n "$n" ] && row "morphogen cuda without CUDA graphs, s/iteration" "$n" "MORPHOGEN_CUDA_GRAPHS=0" ||
+            row "morphogen cuda without CUDA graphs" "FAILED" "see the lines above"
         if [ "$have_torch" -eq 0 ]; then
             row "PyTorch" "not run" "$python: no torch with CUDA"
         else
