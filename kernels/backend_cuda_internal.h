@@ -33,6 +33,7 @@ typedef struct cuda_train {
     double *d_norms;         /* [n_tensors] */
     const float *d_final;    /* the batch's final states, in a rollout buffer */
     float *h_stage;          /* [batch][n_params] host staging of an exchange without NCCL */
+    int exchange_chosen;     /* the way below has been decided (first exchange) */
     mg_nccl *nccl;           /* NULL: exchange through MPI on the host */
     int use_graphs;          /* replay rollouts from CUDA graphs (MORPHOGEN_CUDA_GRAPHS) */
     rollout_graph *graphs;   /* [max_steps + 1] by rollout length */

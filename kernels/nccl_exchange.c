@@ -79,15 +79,38 @@ void mg_nccl_destroy(mg_nccl *x)
     free(x);
 }
 
-int mg_nccl_create(mg_comm *comm, int own_gpu, mg_nccl **out, char *why, size_t why_len, mg_error *err)
+/* Whether two ranks name the same GPU; the first pair into why. */
+#define GPU_NAME_LEN 128
+static int gpus_shared(mg_comm *comm, const char *gpu, char *why, size_t why_len, mg_error *err)
+{
+    char *all = calloc((size_t)comm->size, GPU_NAME_LEN);
+    if (!all)
+        return mg_fail(err, "out of memory");
+    snprintf(all + (size_t)comm->rank * GPU_NAME_LEN, GPU_NAME_LEN, "%s", gpu);
+    if (mg_comm_allgather_bytes(comm, all, comm->size, GPU_NAME_LEN, err) != 0) {
+        free(all);
+        return -1;
+    }
+    int shared = 0;
+    for (int a = 0; a < comm->size && !shared; a++)
+        for (int b = a + 1; b < comm->size && !shared; b++)
+            if (strncmp(all + (size_t)a * GPU_NAME_LEN, all + (size_t)b * GPU_NAME_LEN, GPU_NAME_LEN) == 0) {
+                shared = 1;
+                snprintf(why, why_len, "ranks %d and %d share a GPU (%.*s); NCCL needs one GPU per rank", a, b,
+                         GPU_NAME_LEN, all + (size_t)a * GPU_NAME_LEN);
+            }
+    free(all);
+    return shared;
+}
+
+int mg_nccl_create(mg_comm *comm, const char *gpu, mg_nccl **out, char *why, size_t why_len, mg_error *err)
 {
     *out = NULL;
+    const int shared = gpus_shared(comm, gpu, why, why_len, err);
+    if (shared != 0) /* the same on every rank: everyone gathered the same names */
+        return shared < 0 ? -1 : 0;
     char mine[256] = "";
-    mg_nccl *x = NULL;
-    if (!own_gpu)
-        snprintf(mine, sizeof mine, "ranks share a GPU (NCCL needs one GPU per rank)");
-    else
-        x = load(mine, sizeof mine);
+    mg_nccl *x = load(mine, sizeof mine);
     /* Every rank must take the same road, or some would wait in NCCL and
      * the others in MPI. */
     if (!mg_comm_all(comm, x != NULL)) {

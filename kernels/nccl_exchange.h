@@ -15,12 +15,13 @@
 typedef struct mg_nccl mg_nccl;
 
 /* Collective over comm's ranks. An NCCL communicator when every rank can
- * have one: NCCL loads on every rank (MORPHOGEN_NCCL names the library, by
- * default libnccl.so.2 on the loader's path) and no two ranks of a node
- * share a GPU (`own_gpu`). Otherwise NULL with the reason in why[why_len],
+ * have one: no two ranks name the same GPU (`gpu`: this rank's GPU, unique
+ * in the job, such as host name and PCI bus id) and NCCL loads on every
+ * rank (MORPHOGEN_NCCL names the library, by default libnccl.so.2 on the
+ * loader's path). Otherwise *out is NULL with the reason in why[why_len],
  * the same decision on every rank, and the caller exchanges through MPI.
- * An NCCL call that fails after that is an error (-1 with err filled). */
-int mg_nccl_create(mg_comm *comm, int own_gpu, mg_nccl **out, char *why, size_t why_len, mg_error *err);
+ * A failure after that decision is an error (-1 with err filled). */
+int mg_nccl_create(mg_comm *comm, const char *gpu, mg_nccl **out, char *why, size_t why_len, mg_error *err);
 
 /* In place: this rank's `count` floats at d_buf + rank * count go to every
  * rank's d_buf (ncclAllGather), ordered by rank. */

@@ -4,9 +4,11 @@
  * across PCIe, and the gradients move between GPUs through NCCL (or MPI on
  * the host, staged, when NCCL cannot be used). The host reference of every
  * operation is src/train_host.c. */
+#define _POSIX_C_SOURCE 200809L /* gethostname */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "backend_cuda_internal.h"
 #include "mg_cuda_train.h"
@@ -47,19 +49,27 @@ static mg_cuda_tensors tensors_of(const mg_train_state *s)
     return t;
 }
 
-/* How gradients travel between ranks: NCCL when every rank can use it. */
+/* How gradients travel between ranks: NCCL when every rank can use it.
+ * Collective, so it runs at the first exchange, when every rank is known
+ * to have set up (a rank that failed earlier would not be in step). */
 static int choose_exchange(cuda_backend *cb, mg_error *err)
 {
     cuda_train *tr = &cb->train;
     mg_comm *comm = tr->s.comm;
-    if (!comm || comm->size <= 1)
-        return 0;
-    int count = 0;
-    if (cudaGetDeviceCount(&count) != cudaSuccess)
-        count = 0;
-    mg_cuda_clear_last_error();
+    tr->exchange_chosen = 1;
+    /* A GPU is named by its host and PCI bus id: ranks that see their GPUs
+     * through different CUDA_VISIBLE_DEVICES still name a shared one alike. */
+    char gpu[128], host[64] = "", bus[32] = "";
+    if (gethostname(host, sizeof host) != 0)
+        snprintf(host, sizeof host, "?");
+    host[sizeof host - 1] = '\0';
+    if (cudaDeviceGetPCIBusId(bus, (int)sizeof bus, cb->device) != cudaSuccess) {
+        mg_cuda_clear_last_error();
+        snprintf(bus, sizeof bus, "rank %d", comm->rank); /* unknown: assume its own */
+    }
+    snprintf(gpu, sizeof gpu, "%s %s", host, bus);
     char why[320] = "";
-    if (mg_nccl_create(comm, comm->local_size <= count, &tr->nccl, why, sizeof why, err) != 0)
+    if (mg_nccl_create(comm, gpu, &tr->nccl, why, sizeof why, err) != 0)
         return -1;
     if (!tr->nccl) {
         tr->h_stage = malloc(sizeof(float) * (size_t)tr->s.n_params * (size_t)tr->s.batch);
@@ -132,8 +142,6 @@ static int cuda_attach(mg_backend *be, const mg_train_state *s, mg_error *err)
     CK(cudaMemcpyAsync(tr->d_all_targets, s->targets, sizeof(float) * cells * 4 * (size_t)s->n_targets,
                        cudaMemcpyHostToDevice, cb->stream), "uploading the targets");
     CK(cudaStreamSynchronize(cb->stream), "uploading the training state");
-    if (choose_exchange(cb, err) != 0)
-        return -1;
     const char *graphs = getenv("MORPHOGEN_CUDA_GRAPHS");
     tr->use_graphs = !(graphs && strcmp(graphs, "0") == 0);
     tr->graphs = calloc((size_t)cb->max_steps + 1, sizeof *tr->graphs);
@@ -278,6 +286,8 @@ static int cuda_exchange(mg_backend *be, mg_error *err)
     const mg_train_state *s = &tr->s;
     if (!s->comm || s->comm->size <= 1)
         return 0;
+    if (!tr->exchange_chosen && choose_exchange(cb, err) != 0)
+        return -1;
     const size_t P = (size_t)s->n_params, mine = P * (size_t)s->batch_count;
     if (tr->nccl) {
         if (mg_nccl_allgather(tr->nccl, tr->d_grads, mine, cb->stream, err) != 0)

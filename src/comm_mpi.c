@@ -108,6 +108,11 @@ int mg_comm_allgather_doubles(mg_comm *c, double *buf, int n, int64_t per_item, 
     return allgather(c, buf, n, per_item, MPI_DOUBLE, sizeof(double), err);
 }
 
+int mg_comm_allgather_bytes(mg_comm *c, void *buf, int n, int64_t per_item, mg_error *err)
+{
+    return allgather(c, buf, n, per_item, MPI_BYTE, 1, err);
+}
+
 static int reduce_int(mg_comm *c, int value, MPI_Op op)
 {
     if (c->size == 1)

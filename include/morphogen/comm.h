@@ -39,6 +39,7 @@ int mg_comm_block_first(const mg_comm *c, int n, int rank);
  * everyone else's. */
 int mg_comm_allgather_floats(mg_comm *c, float *buf, int n, int64_t per_item, mg_error *err);
 int mg_comm_allgather_doubles(mg_comm *c, double *buf, int n, int64_t per_item, mg_error *err);
+int mg_comm_allgather_bytes(mg_comm *c, void *buf, int n, int64_t per_item, mg_error *err);
 
 /* Logical OR / AND of an int over ranks (stop flags, error agreement). */
 int mg_comm_any(mg_comm *c, int value);

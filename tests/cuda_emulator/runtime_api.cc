@@ -127,6 +127,17 @@ cudaError_t cudaDeviceGetAttribute(int *value, enum cudaDeviceAttr attr, int dev
     return cudaSuccess;
 }
 
+/* Each emulated GPU its own bus id, as distinct boards have. */
+cudaError_t cudaDeviceGetPCIBusId(char *bus_id, int len, int device)
+{
+    if (device < 0 || device >= device_count())
+        return cuemu_set_error(cudaErrorInvalidDevice);
+    if (!bus_id || len < 13)
+        return cuemu_set_error(cudaErrorInvalidValue);
+    snprintf(bus_id, (size_t)len, "0000:%02x:00.0", 0x10 + device);
+    return cudaSuccess;
+}
+
 cudaError_t cudaDriverGetVersion(int *version)
 {
     *version = 13000;

@@ -33,7 +33,7 @@ h5_same one.h5 nographs.h5 "${STATE[@]}"
 h5_same one.h5 two.h5 "${STATE[@]}"
 # One emulated GPU for two ranks: NCCL cannot be used (it needs a GPU per
 # rank), the gradients go through MPI, and rank 0 says why.
-grep -q "exchanged through MPI on the host, not NCCL: ranks share a GPU" two.err ||
+grep -q "exchanged through MPI on the host, not NCCL: ranks 0 and 1 share a GPU (.* 0000:10:00.0)" two.err ||
     fail "2 ranks on one GPU do not report the MPI exchange: $(cat two.err)"
 
 # Two emulated GPUs and NCCL (EMULATED over MPI, tests/cuda_emulator/nccl_emulated.c):
