@@ -7,6 +7,7 @@
 #include <cuda_runtime_api.h>
 
 #include "mg_cuda.h"
+#include "mg_cuda_train.h"
 #include "morphogen/backend.h"
 #include "nccl_exchange.h"
 
@@ -22,6 +23,7 @@ typedef struct rollout_graph {
 typedef struct cuda_train {
     int attached;
     mg_train_state s;        /* its host arrays are where sync writes */
+    mg_cuda_tensors tensors; /* s's parameter tensors, for the optimizer kernels */
     float *d_pool;           /* [pool_count][cells][C] */
     float *d_all_targets;    /* [n_targets][cells][4] */
     float *d_seed;           /* [cells][C] the seed state */

@@ -2,6 +2,7 @@
  * the 4 colour channels of (s - target)^2, summed in double. One block per
  * sample; thread t sums cells t, t + blockDim, ... in order, then a fixed
  * shared-memory tree combines the threads: the same bits on every run. */
+#include "block_sum.cuh"
 #include "mg_cuda.h"
 
 #define LOSS_THREADS 256
@@ -28,15 +29,9 @@ k_loss(int cells, int C, const float *__restrict__ states, const float *__restri
             for (int c = 4; c < C; c++)
                 gc[c] = 0.0f;
     }
-    part[threadIdx.x] = sum;
-    __syncthreads();
-    for (int half = LOSS_THREADS / 2; half > 0; half /= 2) {
-        if ((int)threadIdx.x < half)
-            part[threadIdx.x] += part[threadIdx.x + half];
-        __syncthreads();
-    }
+    const double total = mg_block_sum(part, sum);
     if (threadIdx.x == 0)
-        loss[b] = part[0] * norm;
+        loss[b] = total * norm;
 }
 
 extern "C" cudaError_t mg_cuda_loss(int n, int cells, int channels, const float *d_s, const float *d_targets,

@@ -88,6 +88,7 @@ static int cuda_attach(mg_backend *be, const mg_train_state *s, mg_error *err)
     mg_cuda_train_release(cb);
     cuda_train *tr = &cb->train;
     tr->s = *s;
+    tr->tensors = tensors_of(s);
     if (memcmp(&s->dims, &cb->dims, sizeof cb->dims) != 0 || s->n_params != cb->n_params ||
         s->n_tensors > MG_CUDA_MAX_TENSORS)
         return mg_fail(err, "cuda backend: the training state's dimensions differ from the backend's");
@@ -151,15 +152,21 @@ static int cuda_attach(mg_backend *be, const mg_train_state *s, mg_error *err)
     return 0;
 }
 
-static int check_attached(const cuda_backend *cb, mg_error *err)
+/* The backend of a training operation, or NULL (err filled) before attach. */
+static cuda_backend *attached(mg_backend *be, mg_error *err)
 {
-    return cb->train.attached ? 0 : mg_fail(err, "cuda backend: a training operation before attach");
+    cuda_backend *cb = be->impl;
+    if (!cb->train.attached) {
+        mg_fail(err, "cuda backend: a training operation before attach");
+        return NULL;
+    }
+    return cb;
 }
 
 static int cuda_gather(mg_backend *be, const mg_train_batch *b, double *loss, mg_error *err)
 {
-    cuda_backend *cb = be->impl;
-    if (check_attached(cb, err) != 0)
+    cuda_backend *cb = attached(be, err);
+    if (!cb)
         return -1;
     const cuda_train *tr = &cb->train;
     const int n = tr->s.batch_count;
@@ -225,8 +232,8 @@ static int capture_rollouts(cuda_backend *cb, rollout_graph *g, const mg_train_b
 
 static int cuda_rollouts(mg_backend *be, const mg_train_batch *b, double *loss, mg_error *err)
 {
-    cuda_backend *cb = be->impl;
-    if (check_attached(cb, err) != 0)
+    cuda_backend *cb = attached(be, err);
+    if (!cb)
         return -1;
     cuda_train *tr = &cb->train;
     const int n = tr->s.batch_count;
@@ -279,8 +286,8 @@ static int cuda_rollouts(mg_backend *be, const mg_train_batch *b, double *loss, 
 
 static int cuda_exchange(mg_backend *be, mg_error *err)
 {
-    cuda_backend *cb = be->impl;
-    if (check_attached(cb, err) != 0)
+    cuda_backend *cb = attached(be, err);
+    if (!cb)
         return -1;
     cuda_train *tr = &cb->train;
     const mg_train_state *s = &tr->s;
@@ -307,15 +314,14 @@ static int cuda_exchange(mg_backend *be, mg_error *err)
 
 static int cuda_reduce(mg_backend *be, double *norms, mg_error *err)
 {
-    cuda_backend *cb = be->impl;
-    if (check_attached(cb, err) != 0)
+    cuda_backend *cb = attached(be, err);
+    if (!cb)
         return -1;
     cuda_train *tr = &cb->train;
     const mg_train_state *s = &tr->s;
-    const mg_cuda_tensors t = tensors_of(s);
     CK(mg_cuda_tree_sum_scale(s->batch, s->n_params, 1.0f / (float)s->batch, tr->d_grads, cb->stream),
        "summing the batch's gradients");
-    CK(mg_cuda_tensor_norms(tr->d_grads, &t, tr->d_norm_partial, tr->d_norms, cb->stream), "gradient norms");
+    CK(mg_cuda_tensor_norms(tr->d_grads, &tr->tensors, tr->d_norm_partial, tr->d_norms, cb->stream), "gradient norms");
     CK(cudaMemcpyAsync(norms, tr->d_norms, sizeof(double) * (size_t)s->n_tensors, cudaMemcpyDeviceToHost, cb->stream),
        "downloading gradient norms");
     CK(cudaStreamSynchronize(cb->stream), "reducing gradients");
@@ -325,18 +331,17 @@ static int cuda_reduce(mg_backend *be, double *norms, mg_error *err)
 static int cuda_apply(mg_backend *be, const mg_train_batch *b, const double *norms, double lr, int64_t adam_step,
                       mg_error *err)
 {
-    cuda_backend *cb = be->impl;
-    if (check_attached(cb, err) != 0)
+    cuda_backend *cb = attached(be, err);
+    if (!cb)
         return -1;
     cuda_train *tr = &cb->train;
     const mg_train_state *s = &tr->s;
-    const mg_cuda_tensors t = tensors_of(s);
     float scale[MG_CUDA_MAX_TENSORS];
     for (int k = 0; k < s->n_tensors; k++)
         scale[k] = mg_grad_scale(norms[k]);
     const mg_adam_coef c = mg_adam_coefficients(s->cfg, lr, adam_step);
     const mg_cuda_adam a = {c.b1, c.b2, c.step_size, c.inv_sqrt_c2, c.eps, c.decay};
-    CK(mg_cuda_adam_update(&t, s->cfg->grad_normalize, scale, &a, tr->d_grads, cb->d_params, tr->d_adam_m,
+    CK(mg_cuda_adam_update(&tr->tensors, s->cfg->grad_normalize, scale, &a, tr->d_grads, cb->d_params, tr->d_adam_m,
                            tr->d_adam_v, cb->stream), "the Adam step");
     const size_t state = mg_cuda_state_floats(&cb->dims);
     for (int i = 0; i < s->batch_count; i++)
@@ -349,8 +354,8 @@ static int cuda_apply(mg_backend *be, const mg_train_batch *b, const double *nor
 
 static int cuda_sync(mg_backend *be, int pool, mg_error *err)
 {
-    cuda_backend *cb = be->impl;
-    if (check_attached(cb, err) != 0)
+    cuda_backend *cb = attached(be, err);
+    if (!cb)
         return -1;
     const mg_train_state *s = &cb->train.s;
     const size_t P = (size_t)s->n_params;

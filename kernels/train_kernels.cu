@@ -2,6 +2,7 @@
  * fixed-order gradient reduction, the per-tensor norms and Adam. Each
  * mirrors a CPU function named in the header, in the same arithmetic
  * order where that order decides bits. */
+#include "block_sum.cuh"
 #include "mg_cuda_train.h"
 
 #define TRAIN_THREADS 256
@@ -64,15 +65,9 @@ k_sum_squares(const float *__restrict__ g, mg_cuda_tensors t, double *__restrict
     for (int64_t i = (int64_t)s * TRAIN_THREADS + threadIdx.x; i < t.size[k];
          i += (int64_t)MG_CUDA_NORM_BLOCKS * TRAIN_THREADS)
         sum += (double)x[i] * (double)x[i];
-    part[threadIdx.x] = sum;
-    __syncthreads();
-    for (int half = TRAIN_THREADS / 2; half > 0; half /= 2) {
-        if ((int)threadIdx.x < half)
-            part[threadIdx.x] += part[threadIdx.x + half];
-        __syncthreads();
-    }
+    const double total = mg_block_sum(part, sum);
     if (threadIdx.x == 0)
-        partial[k * MG_CUDA_NORM_BLOCKS + s] = part[0];
+        partial[k * MG_CUDA_NORM_BLOCKS + s] = total;
 }
 
 __global__ void k_norms(int n, const double *__restrict__ partial, double *__restrict__ norms)
