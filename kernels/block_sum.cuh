@@ -4,7 +4,7 @@
 #ifndef MORPHOGEN_KERNELS_BLOCK_SUM_CUH
 #define MORPHOGEN_KERNELS_BLOCK_SUM_CUH
 
-/* Every thread of the block calls it with its value; `part` is __shared__
+/* Every thread of the block calls it with its value; `part` is shared-memory
  * scratch of blockDim.x doubles, blockDim.x a power of two. The sum is
  * returned to thread 0 (other threads get a partial sum). */
 __device__ __forceinline__ double mg_block_sum(double *part, double v)
