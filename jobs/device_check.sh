@@ -248,13 +248,18 @@ PY
     fi
 fi
 
-# ---- 4. large config: cell-steps/s with every cell alive ----
-# `morphogen grad` on 8 random live 256x256 states, timed at two rollout
-# lengths: the difference removes start-up, transfers and file I/O.
+# ---- 4. large config: scale, and cell-steps/s with every cell alive ----
+# One training iteration of 8 256x256 organisms, C=32, 200 steps with
+# checkpointed BPTT (every 10 steps): that it trains, and the GPU memory it
+# holds (morphogen's own allocations, from its "done" line). Then
+# `morphogen grad` on 8 random live 256x256 states of its run file, timed
+# at two rollout lengths: the difference removes start-up, transfers and
+# file I/O.
 if [ -n "$morphogen" ] && [ "$have_h5py" -eq 1 ] && [ "$(elapsed)" -lt 240 ]; then
     big=(--set target.spec="$root/jobs/data/lizard_40.png" --set target.size=200 --set target.padding=28
          --set model.channels=32 --set model.hidden=128 --set train.batch=8 --set train.pool_size=8
-         --set run.backend=cuda --set train.checkpoint_steps=10 --set train.iterations=1)
+         --set run.backend=cuda --set train.checkpoint_steps=10 --set train.iterations=1
+         --set train.steps_min=200 --set train.steps_max=200)
     if tmo 60 "$morphogen" train "${big[@]}" --out "$work/big.h5" >"$work/big.log" 2>&1 &&
         tmo 30 "$python" - "$work/states.h5" <<'PY'
 import sys, h5py, numpy as np
@@ -265,6 +270,8 @@ with h5py.File(sys.argv[1], "w") as f:
     f["states"] = s
 PY
     then
+        row "256x256 C=32 H=128 B=8, 200 steps, checkpoint 10" "trains" \
+            "$(grep -m1 -oE 'GPU memory [0-9]+ MiB' "$work/big.log"), 1 iteration from seeds"
         t_of() {
             local s
             s=$(date +%s.%N)

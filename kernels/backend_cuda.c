@@ -35,6 +35,7 @@ static void free_buffers(cuda_backend *cb)
     cb->d_sample_index = NULL;
     memset(&cb->work, 0, sizeof cb->work);
     cb->n_cap = 0;
+    cb->rollout_bytes = 0;
 }
 
 /* Size the per-sample buffers for n samples (grown, never shrunk). */
@@ -81,6 +82,8 @@ int mg_cuda_ensure_capacity(cuda_backend *cb, int n, mg_error *err)
         }
     }
     cb->n_cap = n;
+    cb->rollout_bytes = total;
+    mg_cuda_note_memory(cb);
     return 0;
 }
 
@@ -310,8 +313,14 @@ static size_t cuda_peak_tape(const mg_backend *be)
     return cb->peak_tape;
 }
 
-static const mg_backend_ops CUDA_OPS = {"cuda",         cuda_batch,   cuda_rollout, cuda_peak_tape,
-                                        cuda_destroy, &MG_CUDA_TRAIN_OPS};
+static size_t cuda_device_bytes(const mg_backend *be)
+{
+    const cuda_backend *cb = be->impl;
+    return cb->peak_device_bytes;
+}
+
+static const mg_backend_ops CUDA_OPS = {"cuda",       cuda_batch,         cuda_rollout,     cuda_peak_tape,
+                                        cuda_destroy, &MG_CUDA_TRAIN_OPS, cuda_device_bytes};
 
 int mg_cuda_device_available(char *why, size_t why_len)
 {
@@ -413,5 +422,7 @@ mg_backend *mg_backend_cuda_create(const mg_config *cfg, const mg_nca_dims *dims
         cuda_destroy(be);
         return NULL;
     }
+    cb->fixed_bytes = sizeof(float) * (size_t)cb->n_params + cells + sizeof(uint32_t);
+    mg_cuda_note_memory(cb);
     return be;
 }

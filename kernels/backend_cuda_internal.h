@@ -64,8 +64,18 @@ typedef struct cuda_backend {
     float *d_grads;       /* [n][n_params] */
     mg_cuda_work work;
     size_t peak_tape;
+    /* Device memory held: fixed (create), rollout buffers, training state. */
+    size_t fixed_bytes, rollout_bytes, train_bytes, peak_device_bytes;
     cuda_train train;
 } cuda_backend;
+
+/* Record the device memory now held after a change of one of the parts. */
+static inline void mg_cuda_note_memory(cuda_backend *cb)
+{
+    const size_t now = cb->fixed_bytes + cb->rollout_bytes + cb->train_bytes;
+    if (now > cb->peak_device_bytes)
+        cb->peak_device_bytes = now;
+}
 
 /* The runtime also records a failed call as its "last error", which the
  * launchers' cudaGetLastError would report again at the next, unrelated

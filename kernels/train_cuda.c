@@ -35,6 +35,7 @@ void mg_cuda_train_release(cuda_backend *cb)
                 cudaGraphExecDestroy(tr->graphs[i].exec);
     free(tr->graphs);
     memset(tr, 0, sizeof *tr);
+    cb->train_bytes = 0;
 }
 
 static mg_cuda_tensors tensors_of(const mg_train_state *s)
@@ -123,6 +124,8 @@ static int cuda_attach(mg_backend *be, const mg_train_state *s, mg_error *err)
                            (double)total / 1048576.0, cudaGetErrorString(e));
         }
     }
+    cb->train_bytes = total;
+    mg_cuda_note_memory(cb);
     float *seed = malloc(sizeof(float) * state);
     if (!seed)
         return mg_fail(err, "cuda backend: out of memory");

@@ -140,7 +140,14 @@ static int cpu_sync(mg_backend *be, int pool, mg_error *err)
 
 static const mg_train_ops CPU_TRAIN = {cpu_attach, cpu_gather, cpu_rollouts, cpu_exchange,
                                        cpu_reduce, cpu_apply,  cpu_sync};
-static const mg_backend_ops CPU_OPS = {"cpu", cpu_batch, cpu_rollout, cpu_peak_tape, cpu_destroy, &CPU_TRAIN};
+static size_t cpu_device_bytes(const mg_backend *be)
+{
+    (void)be;
+    return 0;
+}
+
+static const mg_backend_ops CPU_OPS = {"cpu",       cpu_batch,  cpu_rollout,     cpu_peak_tape,
+                                       cpu_destroy, &CPU_TRAIN, cpu_device_bytes};
 
 mg_backend *mg_backend_cpu_create(const mg_config *cfg, const mg_nca_dims *dims, int max_steps, mg_error *err)
 {

@@ -128,6 +128,8 @@ typedef struct mg_backend_ops {
     size_t (*peak_tape_bytes)(const mg_backend *be);
     void (*destroy)(mg_backend *be);
     const mg_train_ops *train;
+    /* Peak bytes this backend has held in accelerator memory (0 for cpu). */
+    size_t (*peak_device_bytes)(const mg_backend *be);
 } mg_backend_ops;
 
 struct mg_backend {

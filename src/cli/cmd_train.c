@@ -287,11 +287,16 @@ int mg_cmd_train(int argc, char **argv)
         getrusage(RUSAGE_SELF, &ru);
         const mg_metrics_row *last = trainer.n_metrics ? &trainer.metrics[trainer.n_metrics - 1] : NULL;
         const double pool_mib = (double)trainer.pool_count * mg_cells(&trainer.dims) * cfg->channels * 4 / 1048576.0;
+        char device[96] = "";
+        const size_t device_bytes = trainer.backend->ops->peak_device_bytes(trainer.backend);
+        if (device_bytes > 0)
+            snprintf(device, sizeof device, ", GPU memory %.0f MiB allocated on rank 0's GPU",
+                     (double)device_bytes / 1048576.0);
         fprintf(stderr, "morphogen: done: %lld iterations, final loss %.4e, peak memory %.0f MiB resident on "
-                        "rank 0 (pool shard %.0f MiB, rollout tape %.1f MiB), %.3f s per iteration, "
+                        "rank 0 (pool shard %.0f MiB, rollout tape %.1f MiB)%s, %.3f s per iteration, "
                         "communication %.1f%% of it (%.0f KiB received per iteration), run file %s\n",
                 (long long)trainer.iteration, last ? last->loss : 0.0, ru.ru_maxrss / 1024.0, pool_mib,
-                trainer.backend->ops->peak_tape_bytes(trainer.backend) / 1048576.0,
+                trainer.backend->ops->peak_tape_bytes(trainer.backend) / 1048576.0, device,
                 done_here > 0 ? session / done_here : 0.0, session > 0 ? 100.0 * comm.seconds / session : 0.0,
                 done_here > 0 ? comm.bytes / 1024.0 / done_here : 0.0, args.out_path);
     }
