@@ -282,6 +282,32 @@ PY
         if ta=$(t_of 8) && tb=$(t_of 40); then
             cs=$(awk -v a="$ta" -v b="$tb" 'BEGIN {printf "%.3g", 8 * 65536 * 32 / (b - a)}')
             row "256x256 C=32 H=128 B=8, fwd+bwd" "$cs cell-steps/s" "grad, 40 vs 8 steps: $tb s vs $ta s, fire 0.5, all alive"
+            # Useful FLOP/s: half the cells fire, each computed cell-step is
+            # 122,880 FLOPs forward and backward (kernels/README.md, the
+            # floor), against the GPU's matmul rates measured by cuBLAS.
+            flops=$(awk -v c="$cs" 'BEGIN {printf "%.3g", c * 0.5 * 122880}')
+            rates=""
+            if [ "$have_torch" -eq 1 ]; then
+                rates=$(tmo 30 "$python" - <<'PY' 2>/dev/null
+import time, torch
+def rate(dtype, tf32):
+    torch.backends.cuda.matmul.allow_tf32 = tf32
+    a = torch.randn(8192, 8192, device="cuda", dtype=dtype)
+    b = torch.randn(8192, 8192, device="cuda", dtype=dtype)
+    for _ in range(2):
+        a @ b
+    torch.cuda.synchronize()
+    t = time.perf_counter()
+    for _ in range(10):
+        a @ b
+    torch.cuda.synchronize()
+    return 10 * 2 * 8192 ** 3 / (time.perf_counter() - t) / 1e12
+print("fp32 %.0f, TF32 %.0f, BF16 %.0f TFLOP/s (cuBLAS 8192^3 matmul)"
+      % (rate(torch.float32, False), rate(torch.float32, True), rate(torch.bfloat16, False)))
+PY
+)
+            fi
+            row "achieved, large config" "$flops FLOP/s" "${rates:-GPU rates not measured (no torch)}"
         else
             row "large config" "FAILED" "morphogen grad (above)"
         fi
