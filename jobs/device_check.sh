@@ -270,8 +270,9 @@ with h5py.File(sys.argv[1], "w") as f:
     f["states"] = s
 PY
     then
+        mem=$(grep -m1 -oE 'GPU memory [0-9]+ MiB' "$work/big.log")
         row "256x256 C=32 H=128 B=8, 200 steps, checkpoint 10" "trains" \
-            "$(grep -m1 -oE 'GPU memory [0-9]+ MiB' "$work/big.log"), 1 iteration from seeds"
+            "${mem:-no GPU memory reported}, 1 iteration from seeds"
         t_of() {
             local s
             s=$(date +%s.%N)
