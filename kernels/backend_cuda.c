@@ -132,7 +132,8 @@ static int upload_common(cuda_backend *cb, const float *params, uint32_t iterati
                          int n, const mg_step_rules *r, mg_error *err)
 {
     const size_t cells = (size_t)mg_cells(&cb->dims);
-    CK(cudaMemcpyAsync(cb->d_iteration, &iteration, sizeof iteration, cudaMemcpyHostToDevice, cb->stream),
+    cb->h_iteration = iteration;
+    CK(cudaMemcpyAsync(cb->d_iteration, &cb->h_iteration, sizeof iteration, cudaMemcpyHostToDevice, cb->stream),
        "uploading the iteration");
     CK(cudaMemcpyAsync(cb->d_params, params, sizeof(float) * (size_t)cb->n_params, cudaMemcpyHostToDevice,
                        cb->stream), "uploading parameters");

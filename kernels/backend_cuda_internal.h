@@ -52,6 +52,7 @@ typedef struct cuda_backend {
     int n_cap;            /* samples the buffers below are sized for (0 = none yet) */
     float *d_params;
     uint32_t *d_iteration;    /* the job's iteration (mg_cuda_step.d_iteration) */
+    uint32_t h_iteration;     /* its host copy, alive until the stream is synchronised */
     uint32_t *d_sample_index;
     unsigned char *d_freeze;
     float *d_targets;     /* [n][cells][4] each sample's target */

@@ -3,11 +3,12 @@
  * ncclFloat is 7, ncclSuccess is 0); declaring them here rather than
  * including nccl.h keeps this file compilable where only the CUDA emulator
  * exists. */
-#define _POSIX_C_SOURCE 200809L
+#define _GNU_SOURCE /* RTLD_NODELETE */
 #include <dlfcn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "nccl_exchange.h"
 
@@ -27,6 +28,7 @@ struct mg_nccl {
     nccl_result_t (*all_gather)(const void *, void *, size_t, int, nccl_comm_t, cudaStream_t);
     nccl_result_t (*comm_destroy)(nccl_comm_t);
     nccl_result_t (*comm_abort)(nccl_comm_t);
+    nccl_result_t (*comm_get_async_error)(nccl_comm_t, nccl_result_t *);
     const char *(*error_string)(nccl_result_t);
 };
 
@@ -44,7 +46,9 @@ static mg_nccl *load(char *why, size_t why_len)
     const char *path = getenv("MORPHOGEN_NCCL");
     if (!path || !*path)
         path = "libnccl.so.2";
-    void *lib = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+    /* Never unmapped: NCCL 2.24+ keeps process-wide threads (RAS) that
+     * only its atexit handler stops. */
+    void *lib = dlopen(path, RTLD_NOW | RTLD_LOCAL | RTLD_NODELETE);
     if (!lib) {
         const char *e = dlerror();
         snprintf(why, why_len, "NCCL did not load (%s; set MORPHOGEN_NCCL to the library's path)",
@@ -60,7 +64,9 @@ static mg_nccl *load(char *why, size_t why_len)
     x->lib = lib;
     if (!resolve(lib, "ncclGetUniqueId", &x->get_unique_id) || !resolve(lib, "ncclCommInitRank", &x->comm_init_rank) ||
         !resolve(lib, "ncclAllGather", &x->all_gather) || !resolve(lib, "ncclCommDestroy", &x->comm_destroy) ||
-        !resolve(lib, "ncclCommAbort", &x->comm_abort) || !resolve(lib, "ncclGetErrorString", &x->error_string)) {
+        !resolve(lib, "ncclCommAbort", &x->comm_abort) ||
+        !resolve(lib, "ncclCommGetAsyncError", &x->comm_get_async_error) ||
+        !resolve(lib, "ncclGetErrorString", &x->error_string)) {
         snprintf(why, why_len, "%s is not an NCCL 2 library (a function is missing)", path);
         dlclose(lib);
         free(x);
@@ -132,16 +138,16 @@ int mg_nccl_create(mg_comm *comm, const char *gpu, mg_nccl **out, char *why, siz
         return 0;
     }
     x->rank = comm->rank;
+    /* Collective and blocking: a rank that fails here cannot agree with the
+     * others (they wait inside NCCL), so it reports and the caller ends
+     * the job (mg_comm_abort). */
     const nccl_result_t r = x->comm_init_rank(&x->comm, comm->size, root.id, comm->rank);
-    if (r != NCCL_SUCCESS)
-        x->comm = NULL;
-    if (!mg_comm_all(comm, r == NCCL_SUCCESS)) {
-        const char *text = r != NCCL_SUCCESS ? x->error_string(r) : "failed on another rank";
-        if (x->comm)
-            x->comm_abort(x->comm);
+    if (r != NCCL_SUCCESS) {
+        mg_fail(err, "cuda backend: creating the NCCL communicator (rank %d of %d): %s", comm->rank, comm->size,
+                x->error_string(r));
         x->comm = NULL;
         mg_nccl_destroy(x);
-        return mg_fail(err, "cuda backend: creating the NCCL communicator: %s", text);
+        return -1;
     }
     *out = x;
     return 0;
@@ -149,8 +155,27 @@ int mg_nccl_create(mg_comm *comm, const char *gpu, mg_nccl **out, char *why, siz
 
 int mg_nccl_allgather(mg_nccl *x, float *d_buf, size_t count, cudaStream_t stream, mg_error *err)
 {
-    const nccl_result_t r = x->all_gather(d_buf + (size_t)x->rank * count, d_buf, count, NCCL_FLOAT, x->comm, stream);
+    nccl_result_t r = x->all_gather(d_buf + (size_t)x->rank * count, d_buf, count, NCCL_FLOAT, x->comm, stream);
     if (r != NCCL_SUCCESS)
         return mg_fail(err, "cuda backend: NCCL all-gather of the gradients: %s", x->error_string(r));
+    /* Wait for it while watching NCCL's asynchronous errors: a peer or
+     * network failure leaves the collective spinning on the GPU, where a
+     * plain stream synchronisation would wait forever. */
+    const struct timespec pause = {0, 20000};
+    cudaError_t e;
+    while ((e = cudaStreamQuery(stream)) == cudaErrorNotReady) {
+        if (x->comm_get_async_error(x->comm, &r) == NCCL_SUCCESS && r != NCCL_SUCCESS) {
+            char text[160];
+            snprintf(text, sizeof text, "%s", x->error_string(r));
+            x->comm_abort(x->comm);
+            x->comm = NULL;
+            return mg_fail(err, "cuda backend: NCCL all-gather of the gradients failed: %s", text);
+        }
+        nanosleep(&pause, NULL);
+    }
+    if (e != cudaSuccess) {
+        (void)cudaGetLastError();
+        return mg_fail(err, "cuda backend: NCCL all-gather of the gradients: %s", cudaGetErrorString(e));
+    }
     return 0;
 }

@@ -14,6 +14,7 @@
 #include "mg_cuda_train.h"
 #include "morphogen/optimizer.h"
 #include "morphogen/pool.h"
+#include "morphogen/progress.h"
 
 _Static_assert(MG_MAX_TENSORS <= MG_CUDA_MAX_TENSORS, "mg_cuda_tensors must hold every parameter tensor");
 
@@ -219,6 +220,7 @@ static int capture_rollouts(cuda_backend *cb, rollout_graph *g, const mg_train_b
     if (rc != 0) {
         if (ended == cudaSuccess && graph)
             cudaGraphDestroy(graph);
+        mg_cuda_clear_last_error(); /* the failure is reported: err */
         return -1;
     }
     CK(ended, "capturing a rollout");
@@ -261,8 +263,8 @@ static int cuda_rollouts(mg_backend *be, const mg_train_batch *b, double *loss, 
     if (b->rules.freeze)
         CK(cudaMemcpyAsync(cb->d_freeze, b->rules.freeze, cells, cudaMemcpyHostToDevice, cb->stream),
            "uploading the freeze mask");
-    const uint32_t iteration = b->iteration;
-    CK(cudaMemcpyAsync(cb->d_iteration, &iteration, sizeof iteration, cudaMemcpyHostToDevice, cb->stream),
+    cb->h_iteration = b->iteration;
+    CK(cudaMemcpyAsync(cb->d_iteration, &cb->h_iteration, sizeof cb->h_iteration, cudaMemcpyHostToDevice, cb->stream),
        "uploading the iteration");
     float *d_grads = tr->d_grads + (size_t)tr->s.batch_first * cb->n_params, *final = NULL;
     if (!tr->use_graphs) {
@@ -300,8 +302,13 @@ static int cuda_exchange(mg_backend *be, mg_error *err)
         return -1;
     const size_t P = (size_t)s->n_params, mine = P * (size_t)s->batch_count;
     if (tr->nccl) {
+        /* Counted with MPI's collectives in the communicator's totals (the
+         * "done" line's communication share). */
+        const double t0 = mg_monotonic_seconds();
         if (mg_nccl_allgather(tr->nccl, tr->d_grads, mine, cb->stream, err) != 0)
             return -1;
+        s->comm->seconds += mg_monotonic_seconds() - t0;
+        s->comm->bytes += sizeof(float) * P * (size_t)(s->batch - s->batch_count);
         return 0;
     }
     float *own = tr->d_grads + P * (size_t)s->batch_first;

@@ -290,7 +290,7 @@ int mg_cmd_train(int argc, char **argv)
         char device[96] = "";
         const size_t device_bytes = trainer.backend->ops->peak_device_bytes(trainer.backend);
         if (device_bytes > 0)
-            snprintf(device, sizeof device, ", GPU memory %.0f MiB allocated on rank 0's GPU",
+            snprintf(device, sizeof device, ", GPU memory %.0f MiB in morphogen's allocations on rank 0's GPU",
                      (double)device_bytes / 1048576.0);
         fprintf(stderr, "morphogen: done: %lld iterations, final loss %.4e, peak memory %.0f MiB resident on "
                         "rank 0 (pool shard %.0f MiB, rollout tape %.1f MiB)%s, %.3f s per iteration, "

@@ -1,4 +1,4 @@
-/* An EMULATED NCCL for the CUDA emulator: the six functions of NCCL's C API
+/* An EMULATED NCCL for the CUDA emulator: the seven functions of NCCL's C API
  * that kernels/nccl_exchange.c loads, implemented with MPI on host memory
  * (emulated device memory is host memory). Built as a shared library that
  * a test names in MORPHOGEN_NCCL, so that morphogen's NCCL path (dlopen,
@@ -79,6 +79,14 @@ static ncclResult_t release(ncclComm_t comm)
 }
 
 ncclResult_t ncclCommDestroy(ncclComm_t comm) { return release(comm); }
+
+/* Nothing runs asynchronously here, so nothing fails later. */
+ncclResult_t ncclCommGetAsyncError(ncclComm_t comm, ncclResult_t *async_error)
+{
+    (void)comm;
+    *async_error = SUCCESS;
+    return SUCCESS;
+}
 ncclResult_t ncclCommAbort(ncclComm_t comm) { return release(comm); }
 
 const char *ncclGetErrorString(ncclResult_t result)

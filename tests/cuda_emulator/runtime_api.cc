@@ -172,6 +172,7 @@ const char *cudaGetErrorName(cudaError_t error)
     case cudaErrorInvalidResourceHandle: return "cudaErrorInvalidResourceHandle";
     case cudaErrorLaunchOutOfResources: return "cudaErrorLaunchOutOfResources";
     case cudaErrorIllegalState: return "cudaErrorIllegalState";
+    case cudaErrorNotReady: return "cudaErrorNotReady";
     case cudaErrorStreamCaptureUnsupported: return "cudaErrorStreamCaptureUnsupported";
     case cudaErrorStreamCaptureInvalidated: return "cudaErrorStreamCaptureInvalidated";
     }
@@ -192,6 +193,7 @@ const char *cudaGetErrorString(cudaError_t error)
     case cudaErrorInvalidResourceHandle: return "invalid resource handle (emulated CUDA)";
     case cudaErrorLaunchOutOfResources: return "too many resources requested for launch (emulated CUDA)";
     case cudaErrorIllegalState: return "the resource is in an illegal state (emulated CUDA)";
+    case cudaErrorNotReady: return "device not ready (emulated CUDA)";
     case cudaErrorStreamCaptureUnsupported: return "operation not permitted when stream is capturing (emulated CUDA)";
     case cudaErrorStreamCaptureInvalidated: return "operation failed due to a previous error during capture (emulated CUDA)";
     }
@@ -299,6 +301,14 @@ cudaError_t cudaStreamSynchronize(cudaStream_t stream)
 {
     check_stream("cudaStreamSynchronize", stream);
     refuse_while_capturing("cudaStreamSynchronize");
+    return cudaSuccess;
+}
+
+/* Work completes when it is enqueued: a stream is always done. */
+cudaError_t cudaStreamQuery(cudaStream_t stream)
+{
+    check_stream("cudaStreamQuery", stream);
+    refuse_while_capturing("cudaStreamQuery");
     return cudaSuccess;
 }
 

@@ -21,7 +21,7 @@ STATE=(/checkpoint/params /checkpoint/adam_m /checkpoint/adam_v /checkpoint/pool
 "$MORPHOGEN" train "${RUN[@]}" --set run.backend=cuda --out one.h5 >one.out 2>one.err ||
     fail "1 rank: $(cat one.err)"
 grep -q EMULATION one.out one.err || fail "the emulated run does not say it is an emulation"
-grep -qE "GPU memory [1-9][0-9]* MiB allocated on rank 0's GPU" one.err ||
+grep -qE "GPU memory [1-9][0-9]* MiB in morphogen's allocations on rank 0's GPU" one.err ||
     fail "the done line does not report the GPU memory: $(grep done: one.err)"
 # Rollouts replayed from CUDA graphs (the default) and launched one by one:
 # the same bits.
