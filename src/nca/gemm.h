@@ -50,13 +50,17 @@
             MG_UNROLL for (int r = 0; r < R; r++)                                                     \
             {                                                                                         \
                 const vreal a = vsplat(A[r * ars + t * ats]);                                         \
-                MG_UNROLL for (int v = 0; v < V; v++) c[r][v] += a * b[v];                            \
+                MG_UNROLL for (int v = 0; v < V; v++) c[r][v] = vfma(a, b[v], c[r][v]);               \
             }                                                                                         \
         }                                                                                             \
         MG_UNROLL for (int r = 0; r < R; r++) MG_UNROLL for (int v = 0; v < V; v++)                   \
             vstore(C + (size_t)r * ldc + v * VLEN, c[r][v]);                                          \
     }
 
+/* Tile shapes per register file: R x V accumulators, V loads and a
+ * broadcast must fit the 32 vector registers of AVX-512, or the 16 of
+ * AVX2 (more would spill every accumulator to the stack on every term). */
+#if MG_VEC_BYTES == 64
 MG_GEMM_TILE(4, 6)
 MG_GEMM_TILE(4, 4)
 MG_GEMM_TILE(4, 3)
@@ -64,6 +68,11 @@ MG_GEMM_TILE(8, 2)
 MG_GEMM_TILE(8, 1)
 MG_GEMM_TILE(1, 6)
 MG_GEMM_TILE(1, 4)
+#else
+MG_GEMM_TILE(4, 3)
+MG_GEMM_TILE(6, 2)
+MG_GEMM_TILE(8, 1)
+#endif
 MG_GEMM_TILE(1, 3)
 MG_GEMM_TILE(1, 2)
 MG_GEMM_TILE(1, 1)
@@ -132,15 +141,22 @@ static inline int gemm_live_terms(int R, int T, const real *restrict A, ptrdiff_
         }                                                                                             \
     }
 
+#if MG_VEC_BYTES == 64
 MG_GEMM_COLUMN_BLOCK(4, 6)
 MG_GEMM_COLUMN_BLOCK(4, 4)
 MG_GEMM_COLUMN_BLOCK(4, 3)
 MG_GEMM_COLUMN_BLOCK(8, 2)
 MG_GEMM_COLUMN_BLOCK(8, 1)
+#else
+MG_GEMM_COLUMN_BLOCK(4, 3)
+MG_GEMM_COLUMN_BLOCK(6, 2)
+MG_GEMM_COLUMN_BLOCK(8, 1)
+#endif
 
 /* C[rows][N] += sum over t < T of A(i, t) B[t][N], N a multiple of VLEN:
- * a row of exactly 6 vectors in one block (the 3C = 96 perception of 32
- * channels), otherwise blocks of 4 vectors and a narrower last block. */
+ * with AVX-512 a row of exactly 6 vectors in one block (the 3C = 96
+ * perception of 32 channels), otherwise blocks of MG_GEMM_WIDE vectors and
+ * a narrower last block. */
 static inline void gemm_rows(int rows, int T, int N, const real *restrict A, ptrdiff_t arow, ptrdiff_t ats,
                              const real *restrict B, real *restrict C, int skip)
 {
@@ -149,6 +165,7 @@ static inline void gemm_rows(int rows, int T, int N, const real *restrict A, ptr
         all_terms[t] = t;
     int *live = skip ? live_terms : NULL;
     const int nv = N / VLEN;
+#if MG_VEC_BYTES == 64
     if (nv == 6) {
         gemm_block_6(rows, T, N, A, arow, ats, B, C, 0, all_terms, live);
         return;
@@ -156,6 +173,11 @@ static inline void gemm_rows(int rows, int T, int N, const real *restrict A, ptr
     int v = 0;
     for (; v + 4 <= nv; v += 4)
         gemm_block_4(rows, T, N, A, arow, ats, B, C, v * VLEN, all_terms, live);
+#else
+    int v = 0;
+    for (; v + 3 <= nv; v += 3)
+        gemm_block_3(rows, T, N, A, arow, ats, B, C, v * VLEN, all_terms, live);
+#endif
     switch (nv - v) {
     case 3: gemm_block_3(rows, T, N, A, arow, ats, B, C, v * VLEN, all_terms, live); break;
     case 2: gemm_block_2(rows, T, N, A, arow, ats, B, C, v * VLEN, all_terms, live); break;

@@ -50,8 +50,8 @@ static inline void perceive_cell(const mg_nca_dims *d, const real *s, int y, int
         vreal ax = {0}, ay = {0};
         for (int i = 0; i < n; i++) {
             const vreal v = vload(s + (size_t)nb[i] * C + c0);
-            ax += vsplat(kx[i]) * v;
-            ay += vsplat(ky[i]) * v;
+            ax = vfma(vsplat(kx[i]), v, ax);
+            ay = vfma(vsplat(ky[i]), v, ay);
         }
         vstore(px + c0, ax);
         vstore(py + c0, ay);
