@@ -44,17 +44,17 @@ python=${MG_PYTHON:-/usr/bin/python3}
 for t in "${threads[@]}"; do
   [[ $t =~ ^[0-9]+$ ]] && [ "$t" -ge 1 ] || { echo "THREADS $t: must be an integer >= 1" >&2; exit 2; }
 done
+pool_mode=${MG_BENCH_POOL:-as-is}
+case $pool_mode in
+  as-is | all-alive) ;;
+  *) echo "MG_BENCH_POOL=$pool_mode: must be as-is or all-alive" >&2; exit 2 ;;
+esac
 if [ ! -x "$morphogen" ]; then
   cmake -S . -B build >/dev/null && cmake --build build -j2 >/dev/null
 fi
 
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
-pool_mode=${MG_BENCH_POOL:-as-is}
-case $pool_mode in
-  as-is | all-alive) ;;
-  *) echo "MG_BENCH_POOL=$pool_mode: must be as-is or all-alive" >&2; exit 2 ;;
-esac
 # Snapshot once: the source may be rewritten by a training still running.
 cp "$run" "$tmp/start.h5"
 
