@@ -151,7 +151,7 @@ class Recipe:
         return self.steps_min + below(rng_u32(self.seed, RNG_STEPS, iteration, 0, 0, 0), span)
 
     def damage_disc(self, iteration, pool_index):
-        """mg_damage's disc: centre in [-0.5, 0.5)^2, radius in [min, max), in
+        """mg_damage_mask's disc: centre in [-0.5, 0.5)^2, radius in [min, max), in
         normalised coordinates (linspace(-1, 1) along each axis)."""
         u = [rng_uniform(self.seed, RNG_DAMAGE, iteration, pool_index, 0, k) for k in range(3)]
         r = self.damage_radius_min + (self.damage_radius_max - self.damage_radius_min) * u[2]

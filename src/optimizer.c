@@ -39,13 +39,6 @@ void mg_grad_scale_tensors(float *grad, const mg_tensor_desc *tensors, int n_ten
     }
 }
 
-void mg_grad_normalize(float *grad, const mg_tensor_desc *tensors, int n_tensors, int normalize, double *norms)
-{
-    mg_grad_norms(grad, tensors, n_tensors, norms);
-    if (normalize)
-        mg_grad_scale_tensors(grad, tensors, n_tensors, norms);
-}
-
 double mg_lr_at(const mg_config *cfg, int64_t iteration)
 {
     double lr = cfg->lr;

@@ -65,7 +65,7 @@ void mg_rank_by_loss(const double *loss, int n, int *order)
     }
 }
 
-/* The disc of mg_damage: centre (cx, cy) and radius r in normalised coordinates. */
+/* The damage disc: centre (cx, cy) and radius r in normalised coordinates. */
 typedef struct damage_disc {
     double cx, cy, r;
 } damage_disc;
@@ -104,13 +104,4 @@ void mg_zero_cells(const mg_nca_dims *d, const unsigned char *mask, float *state
     for (int64_t i = 0; i < mg_cells(d); i++)
         if (mask[i])
             memset(state + (size_t)i * C, 0, sizeof(float) * C);
-}
-
-void mg_damage(const mg_config *cfg, const mg_nca_dims *d, int64_t iteration, int32_t pool_index, float *state)
-{
-    const damage_disc c = disc_of(cfg, iteration, pool_index);
-    for (int y = 0; y < d->height; y++)
-        for (int x = 0; x < d->width; x++)
-            if (disc_covers(&c, d, y, x))
-                memset(state + ((size_t)y * d->width + x) * d->channels, 0, sizeof(float) * d->channels);
 }

@@ -21,10 +21,6 @@ float mg_grad_scale(double norm);
 /* Multiply each tensor by mg_grad_scale(norms[k]). */
 void mg_grad_scale_tensors(float *grad, const mg_tensor_desc *tensors, int n_tensors, const double *norms);
 
-/* mg_grad_norms, then (when normalize is set) mg_grad_scale_tensors. */
-void mg_grad_normalize(float *grad, const mg_tensor_desc *tensors, int n_tensors, int normalize,
-                       double *norms);
-
 /* Learning rate at a 1-based iteration: lr * lr_factor^(number of lr_steps <= iteration - 1). */
 double mg_lr_at(const mg_config *cfg, int64_t iteration);
 

@@ -31,14 +31,12 @@ int mg_rollout_steps(const mg_config *cfg, int64_t iteration);
  * and NaNs are broken by position so the order is fully determined. */
 void mg_rank_by_loss(const double *loss, int n, int *order);
 
-/* Zero a random disc of the state (regeneration training). Centre uniform in
- * the middle half of the grid, radius uniform in [damage_radius_min,
- * damage_radius_max] in units of half the grid side (Distill's normalised
- * coordinates), keyed by (seed, iteration, pool index). */
-void mg_damage(const mg_config *cfg, const mg_nca_dims *d, int64_t iteration, int32_t pool_index,
-               float *state);
-/* mg_damage in two halves: the disc as a mask [cells] (1 = zero this cell),
- * and zeroing the masked cells of a state. */
+/* Damage (regeneration training) zeroes a random disc of a state: centre
+ * uniform in the middle half of the grid, radius uniform in
+ * [damage_radius_min, damage_radius_max] in units of half the grid side
+ * (Distill's normalised coordinates), keyed by (seed, iteration, pool
+ * index). The disc as a mask [cells] (1 = zero this cell), drawn on the
+ * host for every backend; and zeroing a state's masked cells. */
 void mg_damage_mask(const mg_config *cfg, const mg_nca_dims *d, int64_t iteration, int32_t pool_index,
                     unsigned char *mask);
 void mg_zero_cells(const mg_nca_dims *d, const unsigned char *mask, float *state);

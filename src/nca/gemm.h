@@ -1,6 +1,6 @@
 /* The small matrix products of the update MLP on a tile of cells, as
- * register-blocked kernels (GCC vector extensions: 64-byte vectors, lowered
- * to AVX-512, AVX2 or SSE by the compiler for the target machine):
+ * register-blocked kernels (GCC vector extensions as wide as the target's
+ * registers, vec.h):
  *
  *   gemm_nn:  C[m][N] += A[m][K] . B[K][N]     (activations x weights)
  *   gemm_tn:  C[K][N] += A[m][K]^T . B[m][N]   (weight gradients over cells)
@@ -13,9 +13,9 @@
  * order, starting from its value in C.
  * How the outputs are grouped into register tiles does not change any
  * element's chain, so the results are the same bits for every tiling (and
- * every cell-tile size upstream); they depend on the sizes only. `c += a * b`
- * becomes one FMA because the build sets -ffp-contract=fast (ISO C mode would
- * otherwise keep the multiply and the add apart, halving throughput). */
+ * every cell-tile size upstream); they depend on the sizes only. The tiles
+ * fuse with vfma (vec.h); in the scalar fallback `c += a * b` becomes one
+ * FMA because the build sets -ffp-contract=fast. */
 #ifndef MORPHOGEN_NCA_GEMM_H
 #define MORPHOGEN_NCA_GEMM_H
 
@@ -155,8 +155,8 @@ MG_GEMM_COLUMN_BLOCK(8, 1)
 
 /* C[rows][N] += sum over t < T of A(i, t) B[t][N], N a multiple of VLEN:
  * with AVX-512 a row of exactly 6 vectors in one block (the 3C = 96
- * perception of 32 channels), otherwise blocks of MG_GEMM_WIDE vectors and
- * a narrower last block. */
+ * perception of 32 channels), otherwise blocks of 4 vectors (3 below
+ * AVX-512) and a narrower last block. */
 static inline void gemm_rows(int rows, int T, int N, const real *restrict A, ptrdiff_t arow, ptrdiff_t ats,
                              const real *restrict B, real *restrict C, int skip)
 {
