@@ -38,6 +38,19 @@ static void free_buffers(cuda_backend *cb)
     cb->rollout_bytes = 0;
 }
 
+cudaError_t mg_cuda_alloc_set(const mg_cuda_alloc *want, size_t n, size_t *total)
+{
+    for (size_t i = 0; i < n; i++) {
+        *total += want[i].bytes;
+        const cudaError_t e = cudaMalloc(want[i].ptr, want[i].bytes ? want[i].bytes : 1);
+        if (e != cudaSuccess) {
+            mg_cuda_clear_last_error();
+            return e;
+        }
+    }
+    return cudaSuccess;
+}
+
 /* Size the per-sample buffers for n samples (grown, never shrunk). */
 int mg_cuda_ensure_capacity(cuda_backend *cb, int n, mg_error *err)
 {
@@ -47,10 +60,7 @@ int mg_cuda_ensure_capacity(cuda_backend *cb, int n, mg_error *err)
     const size_t cells = (size_t)mg_cells(&cb->dims), state = mg_cuda_state_floats(&cb->dims) * n;
     const size_t K = (size_t)mg_perception_size(&cb->dims);
     const size_t segment = cb->every > 1 ? (size_t)(cb->every - 1) : 0;
-    struct {
-        void **ptr;
-        size_t bytes;
-    } want[] = {
+    const mg_cuda_alloc want[] = {
         {(void **)&cb->d_targets, sizeof(float) * cells * 4 * n},
         {(void **)&cb->d_saved, sizeof(float) * state * saved_slots(cb)},
         {(void **)&cb->d_segment, sizeof(float) * state * (segment ? segment : 1)},
@@ -71,15 +81,11 @@ int mg_cuda_ensure_capacity(cuda_backend *cb, int n, mg_error *err)
         {(void **)&cb->work.d_partial, sizeof(float) * (size_t)cb->n_params * MG_CUDA_GROUPS * n},
     };
     size_t total = 0;
-    for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
-        total += want[i].bytes;
-        const cudaError_t e = cudaMalloc(want[i].ptr, want[i].bytes);
-        if (e != cudaSuccess) {
-            free_buffers(cb);
-            mg_cuda_clear_last_error();
-            return mg_fail(err, "cuda backend: out of device memory for %d samples of %dx%d cells (%.1f MiB so far): %s",
-                           n, cb->dims.height, cb->dims.width, (double)total / 1048576.0, cudaGetErrorString(e));
-        }
+    const cudaError_t e = mg_cuda_alloc_set(want, sizeof want / sizeof want[0], &total);
+    if (e != cudaSuccess) {
+        free_buffers(cb);
+        return mg_fail(err, "cuda backend: out of device memory for %d samples of %dx%d cells (%.1f MiB so far): %s",
+                       n, cb->dims.height, cb->dims.width, (double)total / 1048576.0, cudaGetErrorString(e));
     }
     cb->n_cap = n;
     cb->rollout_bytes = total;

@@ -98,6 +98,17 @@ static inline int mg_cuda_fail(mg_error *err, cudaError_t e, const char *what)
 
 static inline size_t mg_cuda_state_floats(const mg_nca_dims *d) { return (size_t)mg_cells(d) * d->channels; }
 
+/* A set of device buffers to allocate together. */
+typedef struct mg_cuda_alloc {
+    void **ptr;
+    size_t bytes;
+} mg_cuda_alloc;
+
+/* cudaMalloc each of want[0..n) (at least one byte each), adding the sizes
+ * to *total; stops at the first failure and returns it (the runtime's last
+ * error cleared), leaving the caller to free the set. */
+cudaError_t mg_cuda_alloc_set(const mg_cuda_alloc *want, size_t n, size_t *total);
+
 /* Size the per-sample rollout buffers for n samples (grown, never shrunk). */
 int mg_cuda_ensure_capacity(cuda_backend *cb, int n, mg_error *err);
 

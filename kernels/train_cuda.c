@@ -84,6 +84,47 @@ static int choose_exchange(cuda_backend *cb, mg_error *err)
     return 0;
 }
 
+/* The state's host arrays, the targets and the seed state to the device
+ * (its buffers allocated), in one synchronised batch of copies. */
+static int upload_state(cuda_backend *cb, mg_error *err)
+{
+    cuda_train *tr = &cb->train;
+    const mg_train_state *s = &tr->s;
+    const size_t cells = cells_of(cb), state = mg_cuda_state_floats(&cb->dims), P = (size_t)s->n_params;
+    float *seed = malloc(sizeof(float) * state);
+    if (!seed)
+        return mg_fail(err, "cuda backend: out of memory");
+    mg_seed_state(s->cfg, &cb->dims, seed);
+    const struct {
+        void *dst;
+        const void *src;
+        size_t bytes;
+        const char *what;
+    } up[] = {
+        {tr->d_seed, seed, sizeof(float) * state, "the seed state"},
+        {cb->d_params, s->params, sizeof(float) * P, "parameters"},
+        {tr->d_adam_m, s->adam_m, sizeof(float) * P, "Adam's moments"},
+        {tr->d_adam_v, s->adam_v, sizeof(float) * P, "Adam's moments"},
+        {tr->d_pool, s->pool_states, sizeof(float) * state * (size_t)s->pool_count, "the pool"},
+        {tr->d_all_targets, s->targets, sizeof(float) * cells * 4 * (size_t)s->n_targets, "the targets"},
+    };
+    cudaError_t e = cudaSuccess;
+    const char *what = "the training state";
+    for (size_t i = 0; i < sizeof up / sizeof up[0] && e == cudaSuccess; i++)
+        if ((e = cudaMemcpyAsync(up[i].dst, up[i].src, up[i].bytes, cudaMemcpyHostToDevice, cb->stream)) !=
+            cudaSuccess)
+            what = up[i].what;
+    if (e == cudaSuccess)
+        e = cudaStreamSynchronize(cb->stream); /* before seed is freed */
+    free(seed);
+    if (e != cudaSuccess) {
+        char text[64];
+        snprintf(text, sizeof text, "uploading %s", what);
+        return mg_cuda_fail(err, e, text);
+    }
+    return 0;
+}
+
 static int cuda_attach(mg_backend *be, const mg_train_state *s, mg_error *err)
 {
     cuda_backend *cb = be->impl;
@@ -97,10 +138,7 @@ static int cuda_attach(mg_backend *be, const mg_train_state *s, mg_error *err)
     if (mg_cuda_ensure_capacity(cb, s->batch_count, err) != 0)
         return -1;
     const size_t cells = cells_of(cb), state = mg_cuda_state_floats(&cb->dims), P = (size_t)s->n_params;
-    struct {
-        void **ptr;
-        size_t bytes;
-    } want[] = {
+    const mg_cuda_alloc want[] = {
         {(void **)&tr->d_pool, sizeof(float) * state * (size_t)s->pool_count},
         {(void **)&tr->d_all_targets, sizeof(float) * cells * 4 * (size_t)s->n_targets},
         {(void **)&tr->d_seed, sizeof(float) * state},
@@ -113,40 +151,18 @@ static int cuda_attach(mg_backend *be, const mg_train_state *s, mg_error *err)
         {(void **)&tr->d_norm_partial, sizeof(double) * MG_CUDA_MAX_TENSORS * MG_CUDA_NORM_BLOCKS},
     };
     size_t total = 0;
-    for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
-        total += want[i].bytes;
-        const cudaError_t e = cudaMalloc(want[i].ptr, want[i].bytes ? want[i].bytes : 1);
-        if (e != cudaSuccess) {
-            mg_cuda_train_release(cb);
-            mg_cuda_clear_last_error();
-            return mg_fail(err, "cuda backend: out of device memory for the training state (a pool shard of %lld "
-                                "samples of %dx%dx%d; %.1f MiB so far): %s",
-                           (long long)s->pool_count, cb->dims.height, cb->dims.width, cb->dims.channels,
-                           (double)total / 1048576.0, cudaGetErrorString(e));
-        }
+    const cudaError_t e = mg_cuda_alloc_set(want, sizeof want / sizeof want[0], &total);
+    if (e != cudaSuccess) {
+        mg_cuda_train_release(cb);
+        return mg_fail(err, "cuda backend: out of device memory for the training state (a pool shard of %lld "
+                            "samples of %dx%dx%d; %.1f MiB so far): %s",
+                       (long long)s->pool_count, cb->dims.height, cb->dims.width, cb->dims.channels,
+                       (double)total / 1048576.0, cudaGetErrorString(e));
     }
     cb->train_bytes = total;
     mg_cuda_note_memory(cb);
-    float *seed = malloc(sizeof(float) * state);
-    if (!seed)
-        return mg_fail(err, "cuda backend: out of memory");
-    mg_seed_state(s->cfg, &cb->dims, seed);
-    cudaError_t e = cudaMemcpyAsync(tr->d_seed, seed, sizeof(float) * state, cudaMemcpyHostToDevice, cb->stream);
-    if (e == cudaSuccess)
-        e = cudaStreamSynchronize(cb->stream); /* before seed is freed */
-    free(seed);
-    CK(e, "uploading the seed state");
-    CK(cudaMemcpyAsync(cb->d_params, s->params, sizeof(float) * P, cudaMemcpyHostToDevice, cb->stream),
-       "uploading parameters");
-    CK(cudaMemcpyAsync(tr->d_adam_m, s->adam_m, sizeof(float) * P, cudaMemcpyHostToDevice, cb->stream),
-       "uploading Adam's moments");
-    CK(cudaMemcpyAsync(tr->d_adam_v, s->adam_v, sizeof(float) * P, cudaMemcpyHostToDevice, cb->stream),
-       "uploading Adam's moments");
-    CK(cudaMemcpyAsync(tr->d_pool, s->pool_states, sizeof(float) * state * (size_t)s->pool_count,
-                       cudaMemcpyHostToDevice, cb->stream), "uploading the pool");
-    CK(cudaMemcpyAsync(tr->d_all_targets, s->targets, sizeof(float) * cells * 4 * (size_t)s->n_targets,
-                       cudaMemcpyHostToDevice, cb->stream), "uploading the targets");
-    CK(cudaStreamSynchronize(cb->stream), "uploading the training state");
+    if (upload_state(cb, err) != 0)
+        return -1;
     const char *graphs = getenv("MORPHOGEN_CUDA_GRAPHS");
     tr->use_graphs = !(graphs && strcmp(graphs, "0") == 0);
     tr->graphs = calloc((size_t)cb->max_steps + 1, sizeof *tr->graphs);

@@ -192,17 +192,21 @@ int mg_trainer_run(mg_trainer *t, const mg_train_options *opt, mg_error *err)
             const double rate = (double)(t->iteration - first) / (t1 - start);
             mg_progress_update(&progress, t->iteration, cfg->iterations, row.loss, rate, row.cell_steps_per_s, t1);
         }
-        if (t->iteration % cfg->verify_every == 0 && mg_trainer_sync(t, 0, err) != 0) {
-            say(t, opt->log, err->msg);
-            mg_comm_abort(comm, MG_EXIT_ERROR);
-        }
-        if (t->iteration % cfg->verify_every == 0 && !mg_comm_replicated(comm, t->params, t->n_params)) {
-            if (comm->rank == 0)
-                mg_progress_finish(&progress);
-            mg_fail(err, "%s: the ranks' weights differ after iteration %lld (replicas diverged: a hardware or "
-                         "MPI fault); stopped, the run file keeps the last checkpoint",
-                    opt->out_path, (long long)t->iteration);
-            return MG_EXIT_ERROR;
+        /* The ranks' replicas of the weights (brought to the host from the
+         * backend first) must agree. */
+        if (comm->size > 1 && t->iteration % cfg->verify_every == 0) {
+            if (mg_trainer_sync(t, 0, err) != 0) {
+                say(t, opt->log, err->msg);
+                mg_comm_abort(comm, MG_EXIT_ERROR);
+            }
+            if (!mg_comm_replicated(comm, t->params, t->n_params)) {
+                if (comm->rank == 0)
+                    mg_progress_finish(&progress);
+                mg_fail(err, "%s: the ranks' weights differ after iteration %lld (replicas diverged: a hardware or "
+                             "MPI fault); stopped, the run file keeps the last checkpoint",
+                        opt->out_path, (long long)t->iteration);
+                return MG_EXIT_ERROR;
+            }
         }
 
         /* A signal on any rank stops every rank after the same iteration. */

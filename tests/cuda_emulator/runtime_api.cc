@@ -159,44 +159,40 @@ cudaError_t cudaGetLastError(void)
 
 cudaError_t cudaPeekAtLastError(void) { return last_error; }
 
+/* Each error's name and CUDA's text, marked as the emulator's. */
+static const struct {
+    cudaError_t code;
+    const char *name, *text;
+} ERRORS[] = {
+    {cudaSuccess, "cudaSuccess", "no error (emulated CUDA)"},
+    {cudaErrorInvalidValue, "cudaErrorInvalidValue", "invalid argument (emulated CUDA)"},
+    {cudaErrorMemoryAllocation, "cudaErrorMemoryAllocation", "out of memory (emulated CUDA)"},
+    {cudaErrorInvalidConfiguration, "cudaErrorInvalidConfiguration", "invalid configuration argument (emulated CUDA)"},
+    {cudaErrorInsufficientDriver, "cudaErrorInsufficientDriver",
+     "CUDA driver version is insufficient for CUDA runtime version (emulated CUDA)"},
+    {cudaErrorNoDevice, "cudaErrorNoDevice", "no CUDA-capable device is detected (emulated CUDA)"},
+    {cudaErrorInvalidDevice, "cudaErrorInvalidDevice", "invalid device ordinal (emulated CUDA)"},
+    {cudaErrorInvalidResourceHandle, "cudaErrorInvalidResourceHandle", "invalid resource handle (emulated CUDA)"},
+    {cudaErrorIllegalState, "cudaErrorIllegalState", "the resource is in an illegal state (emulated CUDA)"},
+    {cudaErrorNotReady, "cudaErrorNotReady", "device not ready (emulated CUDA)"},
+    {cudaErrorLaunchOutOfResources, "cudaErrorLaunchOutOfResources", "too many resources requested for launch (emulated CUDA)"},
+    {cudaErrorStreamCaptureUnsupported, "cudaErrorStreamCaptureUnsupported",
+     "operation not permitted when stream is capturing (emulated CUDA)"},
+};
+
 const char *cudaGetErrorName(cudaError_t error)
 {
-    switch (error) {
-    case cudaSuccess: return "cudaSuccess";
-    case cudaErrorInvalidValue: return "cudaErrorInvalidValue";
-    case cudaErrorMemoryAllocation: return "cudaErrorMemoryAllocation";
-    case cudaErrorInvalidConfiguration: return "cudaErrorInvalidConfiguration";
-    case cudaErrorInsufficientDriver: return "cudaErrorInsufficientDriver";
-    case cudaErrorNoDevice: return "cudaErrorNoDevice";
-    case cudaErrorInvalidDevice: return "cudaErrorInvalidDevice";
-    case cudaErrorInvalidResourceHandle: return "cudaErrorInvalidResourceHandle";
-    case cudaErrorLaunchOutOfResources: return "cudaErrorLaunchOutOfResources";
-    case cudaErrorIllegalState: return "cudaErrorIllegalState";
-    case cudaErrorNotReady: return "cudaErrorNotReady";
-    case cudaErrorStreamCaptureUnsupported: return "cudaErrorStreamCaptureUnsupported";
-    case cudaErrorStreamCaptureInvalidated: return "cudaErrorStreamCaptureInvalidated";
-    }
+    for (const auto &e : ERRORS)
+        if (e.code == error)
+            return e.name;
     return "cudaErrorUnknown";
 }
 
-/* CUDA's texts, marked as the emulator's. */
 const char *cudaGetErrorString(cudaError_t error)
 {
-    switch (error) {
-    case cudaSuccess: return "no error (emulated CUDA)";
-    case cudaErrorInvalidValue: return "invalid argument (emulated CUDA)";
-    case cudaErrorMemoryAllocation: return "out of memory (emulated CUDA)";
-    case cudaErrorInvalidConfiguration: return "invalid configuration argument (emulated CUDA)";
-    case cudaErrorInsufficientDriver: return "CUDA driver version is insufficient for CUDA runtime version (emulated CUDA)";
-    case cudaErrorNoDevice: return "no CUDA-capable device is detected (emulated CUDA)";
-    case cudaErrorInvalidDevice: return "invalid device ordinal (emulated CUDA)";
-    case cudaErrorInvalidResourceHandle: return "invalid resource handle (emulated CUDA)";
-    case cudaErrorLaunchOutOfResources: return "too many resources requested for launch (emulated CUDA)";
-    case cudaErrorIllegalState: return "the resource is in an illegal state (emulated CUDA)";
-    case cudaErrorNotReady: return "device not ready (emulated CUDA)";
-    case cudaErrorStreamCaptureUnsupported: return "operation not permitted when stream is capturing (emulated CUDA)";
-    case cudaErrorStreamCaptureInvalidated: return "operation failed due to a previous error during capture (emulated CUDA)";
-    }
+    for (const auto &e : ERRORS)
+        if (e.code == error)
+            return e.text;
     return "unknown error (emulated CUDA)";
 }
 

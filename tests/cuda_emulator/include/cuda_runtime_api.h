@@ -23,11 +23,10 @@ typedef enum cudaError {
     cudaErrorNoDevice = 100,
     cudaErrorInvalidDevice = 101,
     cudaErrorInvalidResourceHandle = 400,
-    cudaErrorNotReady = 600,
     cudaErrorIllegalState = 401,
+    cudaErrorNotReady = 600,
     cudaErrorLaunchOutOfResources = 701,
-    cudaErrorStreamCaptureUnsupported = 900,
-    cudaErrorStreamCaptureInvalidated = 901
+    cudaErrorStreamCaptureUnsupported = 900
 } cudaError_t;
 
 typedef struct CUstream_st *cudaStream_t;
