@@ -164,6 +164,9 @@ static int cuda_attach(mg_backend *be, const mg_train_state *s, mg_error *err)
     if (upload_state(cb, err) != 0)
         return -1;
     const char *graphs = getenv("MORPHOGEN_CUDA_GRAPHS");
+    if (graphs && strcmp(graphs, "0") != 0 && strcmp(graphs, "1") != 0)
+        return mg_fail(err, "MORPHOGEN_CUDA_GRAPHS=%s: must be 0 (launch a rollout's kernels one by one) or 1 (replay "
+                            "CUDA graphs, the default)", graphs);
     tr->use_graphs = !(graphs && strcmp(graphs, "0") == 0);
     tr->graphs = calloc((size_t)cb->max_steps + 1, sizeof *tr->graphs);
     if (!tr->graphs)

@@ -28,6 +28,14 @@ grep -qE "GPU memory [1-9][0-9]* MiB in morphogen's allocations on rank 0's GPU"
 MORPHOGEN_CUDA_GRAPHS=0 "$MORPHOGEN" train "${RUN[@]}" --set run.backend=cuda --out nographs.h5 >/dev/null \
     2>nographs.err || fail "1 rank without CUDA graphs: $(cat nographs.err)"
 h5_same one.h5 nographs.h5 "${STATE[@]}"
+# Any other value is refused with one line, before training.
+rc=0
+MORPHOGEN_CUDA_GRAPHS=yes "$MORPHOGEN" train "${RUN[@]}" --set run.backend=cuda --out badgraphs.h5 >/dev/null \
+    2>badgraphs.err || rc=$?
+[ "$rc" = 1 ] || fail "MORPHOGEN_CUDA_GRAPHS=yes: exit $rc, expected 1: $(cat badgraphs.err)"
+[ "$(grep -c "MORPHOGEN_CUDA_GRAPHS=yes: must be 0" badgraphs.err)" = 1 ] ||
+    fail "MORPHOGEN_CUDA_GRAPHS=yes is not refused in one line: $(cat badgraphs.err)"
+[ ! -e badgraphs.h5 ] || fail "MORPHOGEN_CUDA_GRAPHS=yes left a run file"
 "${MPIRUN[@]}" -np 2 "$MORPHOGEN" train "${RUN[@]}" --set run.backend=cuda --set train.iterations=3 \
     --out two.h5 >/dev/null 2>two.err || fail "2 ranks: $(cat two.err)"
 "${MPIRUN[@]}" -np 2 "$MORPHOGEN" train --resume two.h5 --set train.iterations=6 >/dev/null 2>>two.err ||
