@@ -159,26 +159,26 @@ new = np.nonzero(it > int(sys.argv[2]))[0]
 print("%.6f" % ((wall[new[-1]] - wall[new[0]]) / (len(new) - 1)))
 PY
         }
+        # m_iters NAME: morphogen's iterations from the grown pool in a copy
+        # NAME.h5; prints their seconds per iteration, or the log's tail on
+        # stderr and fails.
+        m_iters() {
+            cp "$start" "$work/$1.h5"
+            if tmo 60 "$morphogen" train --resume "$work/$1.h5" --set train.iterations=$((done_iter + iters + 1)) \
+                    --set run.checkpoint_every=1000000000 --set run.log_every=1000000000 >"$work/$1.log" 2>&1; then
+                speed "$work/$1.h5"
+            else
+                tail -n 3 "$work/$1.log" >&2
+                return 1
+            fi
+        }
         m_s=() n_s=() e_s=() g_s=() c_s=() g_capture=""
         for round in 1 2; do
             [ "$(elapsed)" -lt 200 ] || { echo "device_check: time budget: stopping after $((round - 1)) round(s)"; break; }
-            cp "$start" "$work/m.h5"
-            if tmo 60 "$morphogen" train --resume "$work/m.h5" --set train.iterations=$((done_iter + iters + 1)) \
-                    --set run.checkpoint_every=1000000000 --set run.log_every=1000000000 >"$work/m.log" 2>&1; then
-                m_s+=("$(speed "$work/m.h5")")
-            else
-                tail -n 3 "$work/m.log"
-            fi
-            # The same without CUDA graphs (the row above includes capturing
-            # a graph for each rollout length new to its process).
-            cp "$start" "$work/n.h5"
-            if MORPHOGEN_CUDA_GRAPHS=0 tmo 60 "$morphogen" train --resume "$work/n.h5" \
-                    --set train.iterations=$((done_iter + iters + 1)) --set run.checkpoint_every=1000000000 \
-                    --set run.log_every=1000000000 >"$work/n.log" 2>&1; then
-                n_s+=("$(speed "$work/n.h5")")
-            else
-                tail -n 3 "$work/n.log"
-            fi
+            # With CUDA graphs (captured on first use of each rollout length,
+            # inside the timed iterations) and without.
+            t_m=$(m_iters m) && m_s+=("$t_m")
+            t_n=$(MORPHOGEN_CUDA_GRAPHS=0 m_iters n) && n_s+=("$t_n")
             if [ "$have_torch" -eq 1 ]; then
                 line=$(tmo 60 "$python" analysis/bench_torch.py "$start" --device cuda --dense native \
                        --iterations "$iters" --warmup 1 2>"$work/t.log" | grep '^torch: ') &&
