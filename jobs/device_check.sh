@@ -5,13 +5,16 @@
 #   2. runs the GPU tests (test_cuda_parity: CPU/GPU parity of rollouts and
 #      gradients, determinism, fire masks; test_cuda_train: the training
 #      operations on the device against the CPU's) and the cuda command-line
-#      test;
+#      test, then compute-sanitizer's memcheck, racecheck, synccheck and
+#      initcheck over small cases of them (at most 60 s);
 #   3. benchmarks one training iteration at the Distill config (batch 8,
 #      72x72, C=16, H=128, 64..96 steps): morphogen's cuda backend against the
 #      same recipe in PyTorch (analysis/bench_torch.py --device cuda) eager,
 #      with CUDA graphs and with torch.compile, interleaved, from the same
 #      grown run file, and checks once that the CUDA-graph iterations equal
 #      the eager ones (bench_torch.py --check-graphs);
+#      then profiles one iteration's kernels with Nsight Compute (ncu), when
+#      it is there, summed per kernel (analysis/kernel_times.py);
 #   4. measures forward+backward cell-steps/s at a large config (256x256,
 #      C=32, H=128, batch 8, every cell alive);
 # and prints a short table (also written to $OUT/device_check.md when $OUT is
@@ -25,6 +28,7 @@
 #      MG_PYTHON             Python with torch (default python3)
 #      MG_GROW_ITERS         training iterations that grow the pool (default 300)
 #      MG_BENCH_ITERS        timed iterations per round (default 6)
+#      MG_DEVICE_SANITIZER=0 leave out the compute-sanitizer stage
 set -uo pipefail
 # A relative bundle path is relative to where the user stands: resolve it
 # before moving to the repository root.
@@ -33,7 +37,7 @@ if [ -n "${MG_DEVICE_BUNDLE:-}" ]; then
     bundle=$(cd "$MG_DEVICE_BUNDLE" 2>/dev/null && pwd) ||
         { echo "device_check: MG_DEVICE_BUNDLE=$MG_DEVICE_BUNDLE: no such directory" >&2; exit 1; }
 fi
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/.." || exit 1
 root=$PWD
 t0=$SECONDS
 python=${MG_PYTHON:-python3}
@@ -98,10 +102,12 @@ if [ -n "$morphogen" ]; then
                 row "$t" "SKIPPED" "$(grep -m1 'skipped' "$work/$t.log")"
             else
                 row "$t" "passed" "$(grep -m1 -oE 'PASSED.*' "$work/$t.log")"
+                device_ok=1
             fi
         else
             tail -n 30 "$work/$t.log"
             row "$t" "FAILED" "output above"
+            grep -q SKIPPED "$work/$t.log" || device_ok=1
         fi
     done
     if [ -z "$bundle" ]; then
@@ -115,6 +121,52 @@ if [ -n "$morphogen" ]; then
     fi
 else
     row "GPU tests" "not run" "no build"
+fi
+
+# ---- 2b. compute-sanitizer on small GPU test cases ----
+# What the CPU emulator cannot see: out-of-bounds and misaligned accesses on
+# the device (memcheck), shared-memory races between real warps (racecheck),
+# barriers in divergent code (synccheck) and reads of device memory nothing
+# wrote (initcheck). Its checkers slow kernels by orders of magnitude, so the
+# parity test runs only small cases (MG_PARITY_CASES: 5x7 with pin and
+# freeze, 33x31 over many tiles with checkpointing, H = 1), within 60 s in
+# all. MG_DEVICE_SANITIZER=0 leaves this stage out.
+if [ -n "$morphogen" ] && [ "${MG_DEVICE_SANITIZER:-1}" != 0 ] && [ -n "${device_ok:-}" ]; then
+    sanitizer=$(command -v compute-sanitizer || ls /usr/local/cuda*/compute-sanitizer/compute-sanitizer 2>/dev/null | tail -n 1)
+    if [ -z "$sanitizer" ]; then
+        row "compute-sanitizer" "not run" "not on PATH"
+    else
+        san_end=$((SECONDS + 60))
+        # san TOOL LIMIT TEST [CASES]: one checker over one GPU test.
+        san() {
+            local tool=$1 limit=$2 test=$3 cases=${4:-} log="$work/san-$1-$3.log" left=$((san_end - SECONDS)) summary
+            [ "$left" -lt "$limit" ] && limit=$left
+            if [ "$limit" -lt 5 ]; then
+                row "compute-sanitizer $tool, $test" "not run" "time budget"
+                return
+            fi
+            env ${cases:+MG_PARITY_CASES=$cases} timeout -k 5 "$(lim "$limit")" "$sanitizer" --tool "$tool" \
+                --target-processes all --error-exitcode 9 "$tests_dir/$test" >"$log" 2>&1
+            local rc=$?
+            summary=$(grep -m1 -oE 'ERROR SUMMARY: [0-9]+ errors?' "$log")
+            if [ "$rc" -eq 0 ] && [ "$summary" = "ERROR SUMMARY: 0 errors" ] && ! grep -q SKIPPED "$log"; then
+                row "compute-sanitizer $tool, $test" "clean" "${cases:+cases $cases, }$summary"
+            elif [ -n "$summary" ] && [ "$summary" != "ERROR SUMMARY: 0 errors" ]; then
+                # The first reports, without the banner and host stack frames.
+                grep '^=========' "$log" | grep -v -E 'COMPUTE-SANITIZER|Host Frame|Saved host backtrace' | head -n 12
+                [ -n "${OUT:-}" ] && mkdir -p "$OUT" && cp "$log" "$OUT/"
+                row "compute-sanitizer $tool, $test" "FAILED" "$summary; first reports above${OUT:+, all in \$OUT/$(basename "$log")}"
+            else
+                tail -n 4 "$log"
+                row "compute-sanitizer $tool, $test" "could not run" "exit $rc${summary:+, $summary}; see the lines above"
+            fi
+        }
+        san memcheck 25 test_cuda_parity 0,2,5
+        san memcheck 15 test_cuda_train
+        san racecheck 20 test_cuda_parity 0,2
+        san synccheck 10 test_cuda_parity 0
+        san initcheck 15 test_cuda_parity 0
+    fi
 fi
 
 # ---- 3. Distill benchmark: morphogen cuda vs PyTorch, interleaved ----
@@ -240,6 +292,32 @@ PY
             else
                 [ -n "$c" ] && row "PyTorch torch.compile, s/iteration" "$c" "${m:+morphogen $(ratio "$c" "$m") faster}" ||
                     row "PyTorch torch.compile" "not run or FAILED" "time budget, or see above"
+            fi
+        fi
+        # Where a training iteration's GPU time goes: Nsight Compute's
+        # duration of every kernel of one iteration (graph nodes profiled one
+        # by one, clocks and caches left alone), summed per kernel. Their total
+        # against the s/iteration above says how much of an iteration is
+        # launch and host overhead rather than kernel time.
+        ncu=$(command -v ncu || ls /opt/nvidia/nsight-compute/*/ncu 2>/dev/null | tail -n 1)
+        if [ -z "$ncu" ]; then
+            row "kernel time per iteration (ncu)" "not run" "ncu not found"
+        elif [ "$(elapsed)" -ge 215 ]; then
+            row "kernel time per iteration (ncu)" "not run" "time budget"
+        else
+            cp "$start" "$work/p.h5"
+            tmo 40 "$ncu" --clock-control none --cache-control none --target-processes all --launch-count 3000 \
+                --metrics gpu__time_duration.sum --print-units base --csv --page raw \
+                "$morphogen" train --resume "$work/p.h5" --set train.iterations=$((done_iter + 1)) \
+                --set run.checkpoint_every=1000000000 --set run.log_every=1000000000 >"$work/ncu.csv" 2>"$work/ncu.log"
+            rc=$?
+            [ -n "${OUT:-}" ] && mkdir -p "$OUT" && cp "$work/ncu.csv" "$OUT/ncu_iteration.csv"
+            summary=$(tmo 20 "$python" analysis/kernel_times.py "$work/ncu.csv" ${OUT:+--table "$OUT/ncu_kernels.md"} 2>&1)
+            if [ "$rc" -eq 0 ] && [ -n "$summary" ] && [[ "$summary" != kernel_times:* ]]; then
+                row "kernel time per iteration (ncu)" "${summary%%;*}" "${summary#*; }"
+            else
+                tail -n 3 "$work/ncu.log"
+                row "kernel time per iteration (ncu)" "FAILED" "exit $rc; ${summary:-no kernels in the CSV}"
             fi
         fi
     else

@@ -323,8 +323,46 @@ static void test_too_large_model_refused(void **state)
     assert_null(strchr(err.msg, '\n'));
 }
 
+/* MG_PARITY_CASES="0,2,5" runs only those cases (indices into CASES) after
+ * the fire-mask test: the device check runs small cases under
+ * compute-sanitizer, whose race and memory checkers slow kernels by orders of
+ * magnitude. Anything else in the variable is refused, so a typo cannot
+ * quietly select nothing. */
+static int select_cases(struct CMUnitTest *tests, int capacity, const struct CMUnitTest *all_cases, int n_cases)
+{
+    const char *sel = getenv("MG_PARITY_CASES");
+    if (!sel)
+        return -1;
+    int n = 0;
+    for (const char *c = sel; *c;) {
+        char *end = NULL;
+        const long i = strtol(c, &end, 10);
+        if (end == c || i < 0 || i >= n_cases || (*end != ',' && *end != '\0') || n == capacity) {
+            fprintf(stderr, "test_cuda_parity: MG_PARITY_CASES='%s': want at most %d comma-separated case indices in 0..%d\n",
+                    sel, capacity, n_cases - 1);
+            exit(2);
+        }
+        tests[n++] = all_cases[i];
+        c = *end ? end + 1 : end;
+    }
+    return n;
+}
+
 int main(void)
 {
+    const struct CMUnitTest cases[] = {
+        cmocka_unit_test(test_case_0), cmocka_unit_test(test_case_1), cmocka_unit_test(test_case_2),
+        cmocka_unit_test(test_case_3), cmocka_unit_test(test_case_4), cmocka_unit_test(test_case_5),
+        cmocka_unit_test(test_case_6),
+    };
+    enum { N_CASES = sizeof cases / sizeof cases[0] };
+    _Static_assert(N_CASES == sizeof CASES / sizeof CASES[0], "one test function per parity case");
+    struct CMUnitTest selected[1 + N_CASES];
+    selected[0] = (struct CMUnitTest)cmocka_unit_test(test_fire_masks);
+    const int n_selected = select_cases(selected + 1, N_CASES, cases, N_CASES);
+    if (n_selected >= 0)
+        return _cmocka_run_group_tests("test_cuda_parity", selected, (size_t)n_selected + 1, NULL, NULL);
+
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_fire_masks),
         cmocka_unit_test(test_case_0),
