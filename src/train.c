@@ -132,12 +132,29 @@ static void say(const mg_trainer *t, FILE *log, const char *text)
     fflush(log);
 }
 
+/* Test hook (MORPHOGEN_TEST_DIVERGE): flip the lowest mantissa bit of one
+ * weight in this rank's host copy, the array the replica check hashes. It is
+ * done there, after the download and just before the comparison, rather than
+ * in the backend's working copy after the update: the cuda backend's weights
+ * live on the device and every download overwrites the host copy, so this is
+ * the one place where the same few lines reach what both backends compare,
+ * without an upload operation that only a test would use. (On the cpu
+ * backend the host array is the working copy, so the flip stays.) */
+static void flip_one_weight(mg_trainer *t)
+{
+    uint32_t bits;
+    memcpy(&bits, &t->params[0], sizeof bits);
+    bits ^= 1u;
+    memcpy(&t->params[0], &bits, sizeof bits);
+}
+
 int mg_trainer_run(mg_trainer *t, const mg_train_options *opt, mg_error *err)
 {
     const mg_config *cfg = &t->cfg;
     mg_comm *comm = t->comm;
     const double start = mg_monotonic_seconds();
     const int64_t first = t->iteration;
+    int diverge_pending = opt->diverge_at > 0 && opt->diverge_rank == comm->rank;
     mg_progress progress;
     mg_progress_init(&progress, opt->log, cfg->log_every);
 
@@ -199,12 +216,23 @@ int mg_trainer_run(mg_trainer *t, const mg_train_options *opt, mg_error *err)
                 say(t, opt->log, err->msg);
                 mg_comm_abort(comm, MG_EXIT_ERROR);
             }
+            if (diverge_pending && t->iteration >= opt->diverge_at) {
+                flip_one_weight(t);
+                diverge_pending = 0;
+            }
             if (!mg_comm_replicated(comm, t->params, t->n_params)) {
                 if (comm->rank == 0)
                     mg_progress_finish(&progress);
+                /* This iteration's checkpoint is not written (it comes after
+                 * the check): the last one is the session's first or the
+                 * last multiple of checkpoint_every before this iteration. */
+                int64_t last = (t->iteration - 1) - (t->iteration - 1) % cfg->checkpoint_every;
+                if (last < first)
+                    last = first;
+                /* Every rank returns the same error; cmd_train prints rank 0's. */
                 mg_fail(err, "%s: the ranks' weights differ after iteration %lld (replicas diverged: a hardware or "
-                             "MPI fault); stopped, the run file keeps the last checkpoint",
-                        opt->out_path, (long long)t->iteration);
+                             "MPI fault); stopped, the run file keeps the last checkpoint (iteration %lld)",
+                        opt->out_path, (long long)t->iteration, (long long)last);
                 return MG_EXIT_ERROR;
             }
         }

@@ -63,6 +63,8 @@ typedef struct mg_train_options {
     int64_t inject_nan_at;               /* testing hook: loss becomes NaN at this iteration (0 = off) */
     int fail_rank;                       /* testing hook: this rank fails at fail_at (fail_at 0 = off) */
     int64_t fail_at;
+    int diverge_rank;                    /* testing hook: this rank flips one bit of one weight at the first */
+    int64_t diverge_at;                  /* replica check at or after diverge_at (diverge_at 0 = off) */
 } mg_train_options;
 
 /* Check that the job's rank count can share the batch (and so the pool). */
