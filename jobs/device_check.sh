@@ -13,10 +13,10 @@
 #      with CUDA graphs and with torch.compile, interleaved, from the same
 #      grown run file, and checks once that the CUDA-graph iterations equal
 #      the eager ones (bench_torch.py --check-graphs);
-#      then profiles one iteration's kernels with Nsight Compute (ncu), when
-#      it is there, summed per kernel (analysis/kernel_times.py);
 #   4. measures forward+backward cell-steps/s at a large config (256x256,
 #      C=32, H=128, batch 8, every cell alive);
+#   5. profiles one Distill iteration's kernels with Nsight Compute (ncu),
+#      when it is there, summed per kernel (analysis/kernel_times.py);
 # and prints a short table (also written to $OUT/device_check.md when $OUT is
 # set). Each stage has a time limit; the whole check stays under 5 minutes.
 # Whatever cannot run (no torch, no h5py, no torch.compile, no CUDA graphs, a
@@ -294,32 +294,6 @@ PY
                     row "PyTorch torch.compile" "not run or FAILED" "time budget, or see above"
             fi
         fi
-        # Where a training iteration's GPU time goes: Nsight Compute's
-        # duration of every kernel of one iteration (graph nodes profiled one
-        # by one, clocks and caches left alone), summed per kernel. Their total
-        # against the s/iteration above says how much of an iteration is
-        # launch and host overhead rather than kernel time.
-        ncu=$(command -v ncu || ls /opt/nvidia/nsight-compute/*/ncu 2>/dev/null | tail -n 1)
-        if [ -z "$ncu" ]; then
-            row "kernel time per iteration (ncu)" "not run" "ncu not found"
-        elif [ "$(elapsed)" -ge 215 ]; then
-            row "kernel time per iteration (ncu)" "not run" "time budget"
-        else
-            cp "$start" "$work/p.h5"
-            tmo 40 "$ncu" --clock-control none --cache-control none --target-processes all --launch-count 3000 \
-                --metrics gpu__time_duration.sum --print-units base --csv --page raw \
-                "$morphogen" train --resume "$work/p.h5" --set train.iterations=$((done_iter + 1)) \
-                --set run.checkpoint_every=1000000000 --set run.log_every=1000000000 >"$work/ncu.csv" 2>"$work/ncu.log"
-            rc=$?
-            [ -n "${OUT:-}" ] && mkdir -p "$OUT" && cp "$work/ncu.csv" "$OUT/ncu_iteration.csv"
-            summary=$(tmo 20 "$python" analysis/kernel_times.py "$work/ncu.csv" ${OUT:+--table "$OUT/ncu_kernels.md"} 2>&1)
-            if [ "$rc" -eq 0 ] && [ -n "$summary" ] && [[ "$summary" != kernel_times:* ]]; then
-                row "kernel time per iteration (ncu)" "${summary%%;*}" "${summary#*; }"
-            else
-                tail -n 3 "$work/ncu.log"
-                row "kernel time per iteration (ncu)" "FAILED" "exit $rc; ${summary:-no kernels in the CSV}"
-            fi
-        fi
     else
         tail -n 3 "$work/grow.log"
         row "Distill benchmark" "FAILED" "growing the pool failed (above)"
@@ -396,6 +370,38 @@ PY
     fi
 else
     row "large config" "not run" "no build, no h5py, or out of time"
+fi
+
+# ---- 5. where an iteration's GPU time goes ----
+if [ -n "$morphogen" ]; then
+    # Where a training iteration's GPU time goes: Nsight Compute's
+    # duration of every kernel of one iteration (graph nodes profiled one
+    # by one, clocks and caches left alone), summed per kernel. Their total
+    # against the s/iteration above says how much of an iteration is
+    # launch and host overhead rather than kernel time.
+    ncu=$(command -v ncu || ls /opt/nvidia/nsight-compute/*/ncu 2>/dev/null | tail -n 1)
+    if [ -z "${done_iter:-}" ]; then
+        row "kernel time per iteration (ncu)" "not run" "no grown pool (Distill benchmark above)"
+    elif [ -z "$ncu" ]; then
+        row "kernel time per iteration (ncu)" "not run" "ncu not found"
+    elif [ "$(elapsed)" -ge 235 ]; then
+        row "kernel time per iteration (ncu)" "not run" "time budget"
+    else
+        cp "$start" "$work/p.h5"
+        tmo 30 "$ncu" --clock-control none --cache-control none --target-processes all --launch-count 3000 \
+            --metrics gpu__time_duration.sum --print-units base --csv --page raw \
+            "$morphogen" train --resume "$work/p.h5" --set train.iterations=$((done_iter + 1)) \
+            --set run.checkpoint_every=1000000000 --set run.log_every=1000000000 >"$work/ncu.csv" 2>"$work/ncu.log"
+        rc=$?
+        [ -n "${OUT:-}" ] && mkdir -p "$OUT" && cp "$work/ncu.csv" "$OUT/ncu_iteration.csv"
+        summary=$(tmo 20 "$python" analysis/kernel_times.py "$work/ncu.csv" ${OUT:+--table "$OUT/ncu_kernels.md"} 2>&1)
+        if [ "$rc" -eq 0 ] && [ -n "$summary" ] && [[ "$summary" != kernel_times:* ]]; then
+            row "kernel time per iteration (ncu)" "${summary%%;*}" "${summary#*; }"
+        else
+            tail -n 3 "$work/ncu.log"
+            row "kernel time per iteration (ncu)" "FAILED" "exit $rc; ${summary:-no kernels in the CSV}"
+        fi
+    fi
 fi
 
 table=$(printf '%s\n' "device check $(date -u +%Y-%m-%d), GPU: $gpu, $(elapsed) s" "" "| what | result | notes |" \
