@@ -209,9 +209,14 @@ int mg_trainer_run(mg_trainer *t, const mg_train_options *opt, mg_error *err)
             const double rate = (double)(t->iteration - first) / (t1 - start);
             mg_progress_update(&progress, t->iteration, cfg->iterations, row.loss, rate, row.cell_steps_per_s, t1);
         }
+        /* A signal on any rank stops every rank after the same iteration. */
+        const int stopping = mg_comm_any(comm, opt->stop && *opt->stop);
+        const int writing = stopping || t->iteration % cfg->checkpoint_every == 0 || t->iteration == cfg->iterations;
         /* The ranks' replicas of the weights (brought to the host from the
-         * backend first) must agree. */
-        if (comm->size > 1 && t->iteration % cfg->verify_every == 0) {
+         * backend first) must agree: every verify_every iterations, and
+         * before every checkpoint, so that a run file never holds weights
+         * the ranks disagreed on (the download is the checkpoint's own). */
+        if (comm->size > 1 && (t->iteration % cfg->verify_every == 0 || writing)) {
             if (mg_trainer_sync(t, 0, err) != 0) {
                 say(t, opt->log, err->msg);
                 mg_comm_abort(comm, MG_EXIT_ERROR);
@@ -237,9 +242,7 @@ int mg_trainer_run(mg_trainer *t, const mg_train_options *opt, mg_error *err)
             }
         }
 
-        /* A signal on any rank stops every rank after the same iteration. */
-        const int stopping = mg_comm_any(comm, opt->stop && *opt->stop);
-        if (stopping || t->iteration % cfg->checkpoint_every == 0 || t->iteration == cfg->iterations) {
+        if (writing) {
             if (checkpoint(t, opt->out_path, row.wall_time, err) != 0) {
                 if (comm->rank == 0)
                     mg_progress_finish(&progress);

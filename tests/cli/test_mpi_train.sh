@@ -59,10 +59,10 @@ for sig in USR1 TERM; do
     rm -f sig.h5
     "${MPIRUN[@]}" -np 2 "$MORPHOGEN" train "${LONG[@]}" --out sig.h5 2>sig.err &
     pid=$!
-    for _ in $(seq 1 200); do
-        grep -q "^iter [0-9]" sig.err 2>/dev/null && break
-        sleep 0.05
-    done
+    # The signal must find the ranks training (handlers installed): wait for
+    # their first progress line (a fixed 10 s wait was once too short on a
+    # loaded machine).
+    wait_for_progress sig.err "$pid" 1
     if [ $sig = USR1 ]; then
         kill -USR1 $pid
     else
