@@ -3,6 +3,9 @@
 #ifndef MORPHOGEN_CLI_H
 #define MORPHOGEN_CLI_H
 
+#include "morphogen/error.h"
+#include "morphogen/train.h"
+
 int mg_cmd_train(int argc, char **argv);
 int mg_cmd_grow(int argc, char **argv);
 int mg_cmd_grad(int argc, char **argv);
@@ -21,5 +24,10 @@ const char *mg_cli_value(const char *cmd, const char *flag, int argc, char **arg
  * an unknown flag or a second positional prints an error and returns
  * MG_EXIT_USAGE (0 otherwise). */
 int mg_cli_positional(const char *cmd, const char *arg, const char **slot);
+
+/* The test suite's fault injections (MORPHOGEN_TEST_NAN_AT, _FAIL,
+ * _DIVERGE; test_hooks.c) into opt, for a job of n_ranks ranks. Returns 0,
+ * or -1 with err naming the variable and its value. */
+int mg_cli_test_hooks(mg_train_options *opt, int n_ranks, mg_error *err);
 
 #endif

@@ -1,7 +1,5 @@
 /* `morphogen train`: new runs and resumes. */
 #define _POSIX_C_SOURCE 200809L
-#include <ctype.h>
-#include <errno.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -153,26 +151,21 @@ static void quiet_end(quiet_streams *q)
     }
 }
 
-/* MORPHOGEN_TEST_DIVERGE="RANK:ITERATION" (a test hook), strictly: RANK in
- * 0..size-1 and ITERATION >= 1, both plain decimal, nothing else. A typo
- * must not silently switch the hook off and let a test pass untested.
- * Returns 0, or -1 with err filled. */
-static int parse_diverge(const char *text, int size, int *rank, int64_t *at, mg_error *err)
+/* After a step every rank took, where some may have failed: when all
+ * succeeded returns 1; otherwise the lowest failing rank prints its error
+ * (one line for the job, naming the rank unless it is 0) and every rank
+ * returns 0. */
+static int all_succeeded(mg_comm *comm, int ok, const mg_error *err)
 {
-    char *end;
-    errno = 0;
-    const long r = isdigit((unsigned char)text[0]) ? strtol(text, &end, 10) : -1;
-    if (r >= 0 && errno == 0 && r < size && *end == ':' && isdigit((unsigned char)end[1])) {
-        const char *it_text = end + 1;
-        const long long n = strtoll(it_text, &end, 10);
-        if (errno == 0 && n >= 1 && *end == '\0') {
-            *rank = (int)r;
-            *at = n;
-            return 0;
-        }
+    if (mg_comm_all(comm, ok))
+        return 1;
+    if (comm->rank == mg_comm_lowest_rank(comm, !ok)) {
+        if (comm->rank == 0)
+            fprintf(stderr, "morphogen: %s\n", err->msg);
+        else
+            fprintf(stderr, "morphogen (rank %d of %d): %s\n", comm->rank, comm->size, err->msg);
     }
-    return mg_fail(err, "MORPHOGEN_TEST_DIVERGE=%s: must be RANK:ITERATION with RANK 0..%d and ITERATION >= 1",
-                   text, size - 1);
+    return 0;
 }
 
 typedef struct train_args {
@@ -263,44 +256,16 @@ int mg_cmd_train(int argc, char **argv)
     /* Set-up can fail on some ranks only (a file one node cannot read):
      * agree, and let the lowest failing rank say why. */
     status = set_up(&trainer, &args, &comm, &source, &out_owned, &err);
-    const int all_ok = mg_comm_all(&comm, status == 0);
-    if (!all_ok) {
-        const int first_failed = mg_comm_lowest_rank(&comm, status != 0);
-        if (comm.rank == first_failed) {
-            if (comm.rank == 0)
-                fprintf(stderr, "morphogen: %s\n", err.msg);
-            else
-                fprintf(stderr, "morphogen (rank %d of %d): %s\n", comm.rank, comm.size, err.msg);
-        }
+    if (!all_succeeded(&comm, status == 0, &err)) {
         status = mg_comm_any(&comm, status == MG_EXIT_USAGE) ? MG_EXIT_USAGE : MG_EXIT_ERROR;
         goto done;
     }
 
     install_signal_handlers();
     const mg_config *cfg = &trainer.cfg;
-    const char *nan_at = getenv("MORPHOGEN_TEST_NAN_AT"), *fail = getenv("MORPHOGEN_TEST_FAIL");
-    const char *diverge = getenv("MORPHOGEN_TEST_DIVERGE");
-    mg_train_options opt = {args.out_path, &stop_requested, stderr, nan_at ? atoll(nan_at) : 0, -1, 0, -1, 0};
-    if (fail) {
-        /* "RANK:ITERATION": that rank fails at that iteration (tests). */
-        long long at = 0;
-        if (sscanf(fail, "%d:%lld", &opt.fail_rank, &at) == 2)
-            opt.fail_at = at;
-    }
-    /* "RANK:ITERATION": that rank's weights differ by one bit at the first
-     * replica check at or after that iteration (tests). Every rank parses
-     * its own environment (empty is off, as for the other hooks); the
-     * lowest rank that refuses it says why. */
-    const int diverge_ok =
-        !diverge || !*diverge || parse_diverge(diverge, comm.size, &opt.diverge_rank, &opt.diverge_at, &err) == 0;
-    if (!mg_comm_all(&comm, diverge_ok)) {
-        const int first_refused = mg_comm_lowest_rank(&comm, !diverge_ok);
-        if (comm.rank == first_refused) {
-            if (comm.rank == 0)
-                fprintf(stderr, "morphogen: %s\n", err.msg);
-            else
-                fprintf(stderr, "morphogen (rank %d of %d): %s\n", comm.rank, comm.size, err.msg);
-        }
+    mg_train_options opt = {args.out_path, &stop_requested, stderr, 0, -1, 0, -1, 0};
+    /* Every rank reads its own environment; a bad value is a usage error. */
+    if (!all_succeeded(&comm, mg_cli_test_hooks(&opt, comm.size, &err) == 0, &err)) {
         status = MG_EXIT_USAGE;
         goto done;
     }

@@ -72,4 +72,14 @@ for bad in 1:6 0:0 0:6x 0: :6 +0:6 " 0:6" 0:-6 x 0:99999999999999999999; do
     expect_one_line bad.err "MORPHOGEN_TEST_DIVERGE=$bad: must be RANK:ITERATION with RANK 0..0"
     [ ! -e bad.h5 ] || fail "MORPHOGEN_TEST_DIVERGE='$bad': bad.h5 was written"
 done
+# ... as are the other hooks' (src/cli/test_hooks.c reads all three).
+for bad in 1:6 0:0 x 0:6x; do
+    run_status 2 bad.err env MORPHOGEN_TEST_FAIL="$bad" "$MORPHOGEN" train "${CFG[@]}" --out bad.h5
+    expect_one_line bad.err "MORPHOGEN_TEST_FAIL=$bad: must be RANK:ITERATION with RANK 0..0"
+done
+for bad in 0 7x -7 " 7"; do
+    run_status 2 bad.err env MORPHOGEN_TEST_NAN_AT="$bad" "$MORPHOGEN" train "${CFG[@]}" --out bad.h5
+    expect_one_line bad.err "MORPHOGEN_TEST_NAN_AT=$bad: must be an ITERATION >= 1"
+    [ ! -e bad.h5 ] || fail "MORPHOGEN_TEST_NAN_AT='$bad': bad.h5 was written"
+done
 echo "replica check: ok"
