@@ -71,7 +71,6 @@ int mg_cuda_ensure_capacity(cuda_backend *cb, int n, mg_error *err)
         {(void **)&cb->d_grad_a, sizeof(float) * state},
         {(void **)&cb->d_grad_b, sizeof(float) * state},
         {(void **)&cb->d_loss, sizeof(double) * n},
-        {(void **)&cb->d_grads, sizeof(float) * (size_t)cb->n_params * n},
         {(void **)&cb->d_sample_index, sizeof(uint32_t) * n},
         {(void **)&cb->work.d_pre, cells * n},
         {(void **)&cb->work.d_flag, cells * n},
@@ -89,6 +88,28 @@ int mg_cuda_ensure_capacity(cuda_backend *cb, int n, mg_error *err)
     }
     cb->n_cap = n;
     cb->rollout_bytes = total;
+    mg_cuda_note_memory(cb);
+    return 0;
+}
+
+/* The batch operation's [n_cap][n_params] gradient buffer, allocated at its
+ * first job that asks for gradients, not with the others: training writes
+ * its gradients into the rows of its own [batch][n_params] buffer
+ * (cuda_train.d_grads) and would hold this one unused. Freed and
+ * reallocated with the others when the capacity grows. */
+static int ensure_batch_grads(cuda_backend *cb, mg_error *err)
+{
+    if (cb->d_grads)
+        return 0;
+    const mg_cuda_alloc want[] = {{(void **)&cb->d_grads, sizeof(float) * (size_t)cb->n_params * cb->n_cap}};
+    size_t total = 0;
+    const cudaError_t e = mg_cuda_alloc_set(want, 1, &total);
+    if (e != cudaSuccess) {
+        cb->d_grads = NULL;
+        return mg_fail(err, "cuda backend: out of device memory for the gradients of %d samples (%.1f MiB): %s",
+                       cb->n_cap, (double)total / 1048576.0, cudaGetErrorString(e));
+    }
+    cb->rollout_bytes += total;
     mg_cuda_note_memory(cb);
     return 0;
 }
@@ -241,10 +262,10 @@ static int cuda_batch(mg_backend *be, const mg_batch_job *job, mg_error *err)
     if (cb->train.attached)
         return mg_fail(err, "cuda backend: a batch job on a backend that holds a training state (its parameters "
                             "would be overwritten)");
-    if (mg_cuda_ensure_capacity(cb, n, err) != 0)
+    const int grads = job->grads != NULL;
+    if (mg_cuda_ensure_capacity(cb, n, err) != 0 || (grads && ensure_batch_grads(cb, err) != 0))
         return -1;
     const size_t cells = (size_t)mg_cells(d), state = mg_cuda_state_floats(d);
-    const int grads = job->grads != NULL;
     if (upload_common(cb, job->params, job->iteration, job->sample_index, n, &job->rules, err) != 0)
         return -1;
     for (int b = 0; b < n; b++)

@@ -34,7 +34,7 @@ typedef struct cuda_train {
     double *d_norm_partial;  /* [n_tensors][MG_CUDA_NORM_BLOCKS] */
     double *d_norms;         /* [n_tensors] */
     const float *d_final;    /* the batch's final states, in a rollout buffer */
-    float *h_stage;          /* [batch][n_params] host staging of an exchange without NCCL */
+    float *h_stage;          /* [batch][n_params] pinned host staging of an exchange without NCCL */
     int exchange_chosen;     /* the way below has been decided (first exchange) */
     mg_nccl *nccl;           /* NULL: exchange through MPI on the host */
     int use_graphs;          /* replay rollouts from CUDA graphs (MORPHOGEN_CUDA_GRAPHS) */
@@ -62,7 +62,7 @@ typedef struct cuda_backend {
     float *d_mid, *d_ping, *d_pong; /* [n][cells][C] step scratch */
     float *d_grad_a, *d_grad_b;     /* [n][cells][C] gradient ping-pong */
     double *d_loss;       /* [n] */
-    float *d_grads;       /* [n][n_params] */
+    float *d_grads;       /* [n_cap][n_params] the batch operation's only (NULL until its first use) */
     mg_cuda_work work;
     size_t peak_tape;
     /* Device memory held: fixed (create), rollout buffers, training state. */
@@ -109,7 +109,8 @@ typedef struct mg_cuda_alloc {
  * error cleared), leaving the caller to free the set. */
 cudaError_t mg_cuda_alloc_set(const mg_cuda_alloc *want, size_t n, size_t *total);
 
-/* Size the per-sample rollout buffers for n samples (grown, never shrunk). */
+/* Size the per-sample rollout buffers for n samples (grown, never shrunk);
+ * the batch operation's gradient buffer is not one of them. */
 int mg_cuda_ensure_capacity(cuda_backend *cb, int n, mg_error *err);
 
 /* Where the rollout of n samples starts: saved state 0 when gradients are

@@ -28,7 +28,13 @@ void mg_cuda_train_release(cuda_backend *cb)
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
         if (all[i])
             cudaFree(all[i]);
-    free(tr->h_stage);
+    if (tr->h_stage) {
+        /* An exchange that failed half-way may leave its upload from the
+         * staging buffer in flight. */
+        (void)cudaStreamSynchronize(cb->stream);
+        cudaFreeHost(tr->h_stage);
+        mg_cuda_clear_last_error();
+    }
     mg_nccl_destroy(tr->nccl);
     if (tr->graphs)
         for (int i = 0; i <= cb->max_steps; i++)
@@ -74,9 +80,19 @@ static int choose_exchange(cuda_backend *cb, mg_error *err)
     if (mg_nccl_create(comm, gpu, &tr->nccl, why, sizeof why, err) != 0)
         return -1;
     if (!tr->nccl) {
-        tr->h_stage = malloc(sizeof(float) * (size_t)tr->s.n_params * (size_t)tr->s.batch);
-        if (!tr->h_stage)
-            return mg_fail(err, "cuda backend: out of memory for the gradient exchange");
+        /* Pinned: from pageable memory the driver copies through a bounce
+         * buffer of its own, at a fraction of PCIe's rate, and every
+         * iteration moves the whole batch's gradients up and this rank's
+         * down. Host memory, so not in the device memory counted. */
+        const size_t bytes = sizeof(float) * (size_t)tr->s.n_params * (size_t)tr->s.batch;
+        const cudaError_t e = cudaMallocHost((void **)&tr->h_stage, bytes);
+        if (e != cudaSuccess) {
+            tr->h_stage = NULL;
+            char what[128];
+            snprintf(what, sizeof what, "allocating %.1f MiB of pinned host memory for the gradient exchange",
+                     (double)bytes / 1048576.0);
+            return mg_cuda_fail(err, e, what);
+        }
         if (comm->rank == 0)
             fprintf(stderr, "morphogen: cuda backend: gradients are exchanged through MPI on the host, not NCCL: %s\n",
                     why);
@@ -336,6 +352,9 @@ static int cuda_exchange(mg_backend *be, mg_error *err)
     CK(cudaStreamSynchronize(cb->stream), "downloading gradients for the exchange");
     if (mg_comm_allgather_floats(s->comm, tr->h_stage, s->batch, s->n_params, err) != 0)
         return -1;
+    /* From pinned memory this copy is truly asynchronous: h_stage is next
+     * written by the next exchange's download, after it on this stream,
+     * and read by MPI only after that download's synchronisation. */
     CK(cudaMemcpyAsync(tr->d_grads, tr->h_stage, sizeof(float) * P * (size_t)s->batch, cudaMemcpyHostToDevice,
                        cb->stream), "uploading exchanged gradients");
     return 0;

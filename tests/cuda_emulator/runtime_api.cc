@@ -9,8 +9,9 @@
  * GPU would answer with an error code (or a fault, or silently wrong data)
  * stops the emulation instead: in a test it is always a bug. New device
  * memory is filled with 0xFF bytes (NaN floats, -1 integers), so reading
- * what was never written shows. Work runs synchronously at the call;
- * streams are only checked to exist. */
+ * what was never written shows. Pinned host memory (cudaMallocHost) is host
+ * memory like any other for those checks. Work runs synchronously at the
+ * call; streams are only checked to exist. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,6 +26,10 @@ namespace {
 
 cudaError_t last_error = cudaSuccess;
 std::map<const char *, size_t> allocations; /* start -> bytes */
+/* Pinned host memory (cudaMallocHost): host side for the copies' checks,
+ * being outside every device allocation; tracked only so that freeing it
+ * twice, or with the wrong call, stops the test. */
+std::set<const void *> pinned;
 std::set<cudaStream_t> streams;
 
 /* The live allocation that holds [p, p + bytes), or null. */
@@ -219,6 +224,33 @@ cudaError_t cudaFree(void *ptr)
         return cudaSuccess;
     if (!allocations.erase(static_cast<const char *>(ptr)))
         cuemu_fatal("cudaFree(%p): not the start of a live device allocation (freed twice?)", ptr);
+    free(ptr);
+    return cudaSuccess;
+}
+
+cudaError_t cudaMallocHost(void **ptr, size_t bytes)
+{
+    void *p = nullptr;
+    if (!ptr || posix_memalign(&p, 256, bytes ? bytes : 1) != 0) {
+        if (ptr)
+            *ptr = nullptr;
+        return cuemu_set_error(ptr ? cudaErrorMemoryAllocation : cudaErrorInvalidValue);
+    }
+    /* cudaMallocHost does not clear it either: NaN shows a read of what was
+     * never written, as in device memory. */
+    memset(p, 0xFF, bytes);
+    pinned.insert(p);
+    *ptr = p;
+    return cudaSuccess;
+}
+
+cudaError_t cudaFreeHost(void *ptr)
+{
+    if (!ptr)
+        return cudaSuccess;
+    if (!pinned.erase(ptr))
+        cuemu_fatal("cudaFreeHost(%p): not the start of a live cudaMallocHost allocation (freed twice, or "
+                    "device or malloc memory?)", ptr);
     free(ptr);
     return cudaSuccess;
 }

@@ -150,6 +150,25 @@ int main(void)
     check(dies_saying([&] { cudaMemcpy(got, out, sizeof got + 4, cudaMemcpyDeviceToHost); }, "not inside one live"),
           "a copy past the end of an allocation stops the emulation");
 
+    /* Pinned host memory (the trainer's MPI staging) is host memory to the
+     * copies' checks, and its own kind of allocation to the frees. */
+    float *pinned = nullptr;
+    check(cudaMallocHost((void **)&pinned, sizeof got) == cudaSuccess && pinned, "cudaMallocHost");
+    cudaMemcpy(out, host_in, sizeof got, cudaMemcpyHostToDevice);
+    cudaMemcpy(pinned, out, sizeof got, cudaMemcpyDeviceToHost);
+    cudaMemcpy(out, pinned, sizeof got, cudaMemcpyHostToDevice);
+    check(cudaGetLastError() == cudaSuccess && memcmp(pinned, host_in, sizeof got) == 0,
+          "pinned host memory as either end of host-device copies");
+    check(dies_saying([&] { cudaMemcpy(pinned, out, sizeof got, cudaMemcpyDeviceToDevice); }, "not inside one live"),
+          "pinned host memory as a device-to-device copy's end stops the emulation");
+    check(dies_saying([&] { cudaFree(pinned); }, "not the start of a live device allocation"),
+          "cudaFree of pinned host memory stops the emulation");
+    check(dies_saying([&] { cudaFreeHost(out); }, "not the start of a live cudaMallocHost"),
+          "cudaFreeHost of device memory stops the emulation");
+    check(cudaFreeHost(pinned) == cudaSuccess, "cudaFreeHost");
+    check(dies_saying([&] { cudaFreeHost(pinned); }, "not the start of a live cudaMallocHost"),
+          "cudaFreeHost twice stops the emulation");
+
     cudaFree(in);
     cudaFree(out);
     cudaFree(flags);
