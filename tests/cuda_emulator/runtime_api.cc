@@ -201,21 +201,29 @@ const char *cudaGetErrorString(cudaError_t error)
     return "unknown error (emulated CUDA)";
 }
 
-cudaError_t cudaMalloc(void **ptr, size_t bytes)
+/* The memory behind cudaMalloc and cudaMallocHost: 256-byte aligned as
+ * theirs; the exact size, so that AddressSanitizer (in the sanitizer build)
+ * catches the first byte past the end; filled with 0xFF, since neither
+ * clears it: NaN shows a read of what was never written. */
+static cudaError_t poisoned_alloc(void **ptr, size_t bytes)
 {
     void *p = nullptr;
-    /* 256-byte aligned as cudaMalloc's; the exact size, so that
-     * AddressSanitizer (in the sanitizer build) catches the first byte past
-     * the end. */
     if (!ptr || posix_memalign(&p, 256, bytes ? bytes : 1) != 0) {
         if (ptr)
             *ptr = nullptr;
         return cuemu_set_error(ptr ? cudaErrorMemoryAllocation : cudaErrorInvalidValue);
     }
     memset(p, 0xFF, bytes);
-    allocations[static_cast<const char *>(p)] = bytes;
     *ptr = p;
     return cudaSuccess;
+}
+
+cudaError_t cudaMalloc(void **ptr, size_t bytes)
+{
+    const cudaError_t e = poisoned_alloc(ptr, bytes);
+    if (e == cudaSuccess)
+        allocations[static_cast<const char *>(*ptr)] = bytes;
+    return e;
 }
 
 cudaError_t cudaFree(void *ptr)
@@ -230,18 +238,10 @@ cudaError_t cudaFree(void *ptr)
 
 cudaError_t cudaMallocHost(void **ptr, size_t bytes)
 {
-    void *p = nullptr;
-    if (!ptr || posix_memalign(&p, 256, bytes ? bytes : 1) != 0) {
-        if (ptr)
-            *ptr = nullptr;
-        return cuemu_set_error(ptr ? cudaErrorMemoryAllocation : cudaErrorInvalidValue);
-    }
-    /* cudaMallocHost does not clear it either: NaN shows a read of what was
-     * never written, as in device memory. */
-    memset(p, 0xFF, bytes);
-    pinned.insert(p);
-    *ptr = p;
-    return cudaSuccess;
+    const cudaError_t e = poisoned_alloc(ptr, bytes);
+    if (e == cudaSuccess)
+        pinned.insert(*ptr);
+    return e;
 }
 
 cudaError_t cudaFreeHost(void *ptr)
