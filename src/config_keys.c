@@ -110,7 +110,8 @@ static const mg_key_def key_table[] = {
     INT_KEY("run", "log_every", log_every, "50", 1, 1000000000, "1..1000000000",
             "iterations between progress lines when stderr is not a terminal"),
     INT_KEY("run", "verify_every", verify_every, "100", 1, 1000000000, "1..1000000000",
-            "iterations between checks that every rank holds bit-identical weights"),
+            "iterations between checks that every rank holds bit-identical weights (multi-rank "
+            "runs; every checkpoint is checked as well)"),
 };
 
 #define KEY_COUNT (sizeof key_table / sizeof key_table[0])

@@ -675,6 +675,44 @@ static void test_load_string_errors_name_source(void **state)
                         "run.h5:/config:3: [train] batch: '0' is out of range (allowed 1..4096)");
 }
 
+/* The README's config table documents every key as the table in
+ * src/config_keys.c defines it: section, key, default and allowed range
+ * exactly, and the meaning starting with the key's own text (the README may
+ * say more). A key added, renamed or given another default or range without
+ * the README following fails here. */
+static void test_readme_documents_every_key(void **state)
+{
+    (void)state;
+    const char *src = getenv("MG_SOURCE_DIR");
+    assert_non_null(src);
+    char path[4096];
+    snprintf(path, sizeof path, "%s/README.md", src);
+    FILE *f = fopen(path, "rb");
+    assert_non_null(f);
+    assert_int_equal(fseek(f, 0, SEEK_END), 0);
+    const long len = ftell(f);
+    assert_true(len > 0);
+    rewind(f);
+    char *readme = malloc((size_t)len + 1);
+    assert_non_null(readme);
+    assert_int_equal(fread(readme, 1, (size_t)len, f), (size_t)len);
+    readme[len] = '\0';
+    fclose(f);
+    int missing = 0;
+    for (size_t i = 0; i < mg_config_key_count(); i++) {
+        const mg_config_key *k = mg_config_key_at(i);
+        char row[1024];
+        snprintf(row, sizeof row, "\n| %s | `%s` | `%s` | %s | %s", k->section, k->name, k->default_text,
+                 k->range_text, k->doc);
+        if (!strstr(readme, row)) {
+            fprintf(stderr, "README.md lacks the config row beginning '%s'\n", row + 1);
+            missing++;
+        }
+    }
+    free(readme);
+    assert_int_equal(missing, 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -691,6 +729,7 @@ int main(void)
         cmocka_unit_test(test_validate),
         cmocka_unit_test(test_unreadable_files),
         cmocka_unit_test(test_load_string_errors_name_source),
+        cmocka_unit_test(test_readme_documents_every_key),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
