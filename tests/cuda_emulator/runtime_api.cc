@@ -220,6 +220,7 @@ static cudaError_t poisoned_alloc(void **ptr, size_t bytes)
 
 cudaError_t cudaMalloc(void **ptr, size_t bytes)
 {
+    refuse_while_capturing("cudaMalloc");
     const cudaError_t e = poisoned_alloc(ptr, bytes);
     if (e == cudaSuccess)
         allocations[static_cast<const char *>(*ptr)] = bytes;
@@ -228,6 +229,7 @@ cudaError_t cudaMalloc(void **ptr, size_t bytes)
 
 cudaError_t cudaFree(void *ptr)
 {
+    refuse_while_capturing("cudaFree");
     if (!ptr)
         return cudaSuccess;
     if (!allocations.erase(static_cast<const char *>(ptr)))
@@ -238,6 +240,7 @@ cudaError_t cudaFree(void *ptr)
 
 cudaError_t cudaMallocHost(void **ptr, size_t bytes)
 {
+    refuse_while_capturing("cudaMallocHost");
     const cudaError_t e = poisoned_alloc(ptr, bytes);
     if (e == cudaSuccess)
         pinned.insert(*ptr);
@@ -246,6 +249,7 @@ cudaError_t cudaMallocHost(void **ptr, size_t bytes)
 
 cudaError_t cudaFreeHost(void *ptr)
 {
+    refuse_while_capturing("cudaFreeHost");
     if (!ptr)
         return cudaSuccess;
     if (!pinned.erase(ptr))

@@ -169,6 +169,30 @@ int main(void)
     check(dies_saying([&] { cudaFreeHost(pinned); }, "not the start of a live cudaMallocHost"),
           "cudaFreeHost twice stops the emulation");
 
+    /* While a stream is captured, what CUDA refuses from the capturing
+     * thread (allocations, synchronous copies, synchronisation) stops the
+     * emulation; the capture itself records and replays. */
+    cudaStream_t stream;
+    cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking);
+    const auto captured = [&](auto call) {
+        return [&, call] {
+            cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal);
+            call();
+        };
+    };
+    void *extra = nullptr;
+    check(dies_saying(captured([&] { cudaMalloc(&extra, 4); }), "cudaMalloc while a stream is being captured"),
+          "cudaMalloc during a capture stops the emulation");
+    check(dies_saying(captured([&] { cudaFree(in); }), "cudaFree while a stream is being captured"),
+          "cudaFree during a capture stops the emulation");
+    check(dies_saying(captured([&] { cudaMallocHost(&extra, 4); }), "cudaMallocHost while a stream is being"),
+          "cudaMallocHost during a capture stops the emulation");
+    check(dies_saying(captured([&] { cudaMemcpy(got, out, 4, cudaMemcpyDeviceToHost); }), "cudaMemcpy while a stream"),
+          "a synchronous copy during a capture stops the emulation");
+    check(dies_saying(captured([&] { cudaStreamSynchronize(stream); }), "cudaStreamSynchronize while a stream"),
+          "synchronising during a capture stops the emulation");
+    cudaStreamDestroy(stream);
+
     cudaFree(in);
     cudaFree(out);
     cudaFree(flags);
