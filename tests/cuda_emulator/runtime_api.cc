@@ -92,6 +92,13 @@ bool cuemu_capture(cudaStream_t stream, std::function<void(cudaStream_t)> op)
     return true;
 }
 
+void cuemu_check_kernel_pointer(const char *kernel, int index, const void *p)
+{
+    if (p && !allocation_holding(p, 0))
+        cuemu_fatal("kernel %s: pointer parameter %d (%p) is not device memory (a host pointer, or memory "
+                    "freed since the launch was captured?)", kernel, index, p);
+}
+
 cudaError_t cuemu_set_error(cudaError_t error)
 {
     last_error = error;

@@ -145,6 +145,10 @@ int main(void)
           "divergent __syncthreads stops the emulation");
     check(dies_saying([&] { k_early_return<<<1, 64>>>(flags); }, "returned while thread"),
           "a thread returning while others wait at a barrier stops the emulation");
+    check(dies_saying([&] { k_block_sum<<<BLOCKS, THREADS>>>(host_in, out, 1); }, "pointer parameter 0"),
+          "a kernel given a host pointer stops the emulation");
+    check(dies_saying([&] { k_block_sum<<<BLOCKS, THREADS>>>(in, out + BLOCKS + 1, 1); }, "pointer parameter 1"),
+          "a kernel given a pointer past its allocation stops the emulation");
     check(dies_saying([&] { cudaMemcpy(got, host_in, sizeof got, cudaMemcpyHostToDevice); }, "not inside one live"),
           "a host-to-device copy to host memory stops the emulation");
     check(dies_saying([&] { cudaMemcpy(got, out, sizeof got + 4, cudaMemcpyDeviceToHost); }, "not inside one live"),

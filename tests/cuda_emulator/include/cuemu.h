@@ -18,6 +18,7 @@
 #include <functional>
 #include <memory>
 #include <tuple>
+#include <type_traits>
 #include <utility>
 
 #include <cuda_runtime_api.h>
@@ -98,12 +99,28 @@ bool cuemu_capture(cudaStream_t stream, std::function<void(cudaStream_t)> op);
  * GPU), then runs thread_body(ctx) once per thread of the grid. */
 void cuemu_launch(const cuemu_launch_config &config, void (*thread_body)(void *ctx), void *ctx);
 
+/* runtime_api.cc: stops the emulation unless p is null or points into (or
+ * just past) a live device allocation. A kernel given a host pointer works
+ * on the CPU but faults on a GPU. */
+void cuemu_check_kernel_pointer(const char *kernel, int index, const void *p);
+
 template <class... P> struct cuemu_launch_expr {
     void (*kernel)(P...);
     cuemu_launch_config config;
 
+    template <class T> static void check_param(const char *name, int index, const T &value)
+    {
+        if constexpr (std::is_pointer_v<T>)
+            cuemu_check_kernel_pointer(name, index, static_cast<const void *>(value));
+    }
+
     static void run(void (*k)(P...), const cuemu_launch_config &c, std::tuple<P...> &params)
     {
+        /* Every pointer parameter, at every launch and every replay of a
+         * captured one (an allocation freed since the capture shows here).
+         * Pointers inside struct parameters are not seen. */
+        int index = 0;
+        std::apply([&](const auto &...value) { (check_param(c.name, index++, value), ...); }, params);
         struct bound {
             void (*kernel)(P...);
             std::tuple<P...> *params;
