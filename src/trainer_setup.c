@@ -170,6 +170,25 @@ static int override_allowed(const char *assignment)
            strncmp(assignment, "train.checkpoint_steps=", 23) == 0 || strncmp(assignment, "run.", 4) == 0;
 }
 
+/* A key a resume may not change may still be given the value the run
+ * already has (a requeued Slurm job repeats the command line that started
+ * the run): only a change is refused. Returns 1 when the assignment leaves
+ * the config as it is, 0 when it changes it, -1 with err filled when the
+ * assignment itself is bad. */
+static int override_keeps_config(const mg_config *cfg, const char *assignment, mg_error *err)
+{
+    mg_config trial = *cfg;
+    if (mg_config_set(&trial, assignment, err) != 0)
+        return -1;
+    char *before = mg_config_to_ini(cfg), *after = mg_config_to_ini(&trial);
+    const int same = before && after ? strcmp(before, after) == 0 : -1;
+    free(before);
+    free(after);
+    if (same < 0)
+        mg_fail(err, "out of memory");
+    return same;
+}
+
 int mg_trainer_resume(mg_trainer *t, const char *path, int n_overrides, char **overrides, mg_comm *comm,
                       mg_error *err)
 {
@@ -198,9 +217,15 @@ int mg_trainer_resume(mg_trainer *t, const char *path, int n_overrides, char **o
     t->cfg = snap.cfg;
     for (int i = 0; i < n_overrides; i++) {
         if (!override_allowed(overrides[i])) {
-            mg_fail(err, "--set %s: cannot change this key when resuming %s (only train.iterations, "
-                         "train.checkpoint_steps and run.* may change)", overrides[i], path);
-            goto done;
+            const int keeps = override_keeps_config(&t->cfg, overrides[i], err);
+            if (keeps < 0)
+                goto done;
+            if (!keeps) {
+                mg_fail(err, "--set %s: cannot change this key when resuming %s (only train.iterations, "
+                             "train.checkpoint_steps and run.* may change; other keys only to the value "
+                             "the run has)", overrides[i], path);
+                goto done;
+            }
         }
         if (mg_config_set(&t->cfg, overrides[i], err) != 0)
             goto done;

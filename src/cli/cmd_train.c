@@ -25,6 +25,7 @@ static const char USAGE[] =
     "                           with --resume, the resumed file)\n"
     "  --resume RUN.h5          continue a run from its last checkpoint, bit for bit; only\n"
     "                           train.iterations, train.checkpoint_steps and run.* may be changed\n"
+    "                           (other keys only to the value the run already has)\n"
     "\n"
     "Exit status: 0 done, 1 error, 2 bad flags or config, 3 loss became NaN/Inf (the run file\n"
     "keeps the last good checkpoint), 75 stopped by SIGINT/SIGTERM/SIGUSR1 after writing a\n"

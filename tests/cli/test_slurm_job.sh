@@ -135,8 +135,12 @@ sleep "$((wait_ms / 1000)).$(printf '%03d' $((wait_ms % 1000)))"
 # command-line options override the script's #SBATCH lines.
 export MORPHOGEN
 submitted=$(date +%s)
+# Options after RUN.h5 reach every start: run.verify_every (a key a resume
+# may change) and train.seed at the value job.ini gives it (the default; a
+# resume accepts it because it changes nothing).
 job=$(sbatch --parsable --ntasks=2 --cpus-per-task=1 --time=1 --signal=B:USR1@45 \
-    "$MG_SOURCE_DIR/jobs/train.sbatch" job.ini run.h5) || fail "sbatch refused the job"
+    "$MG_SOURCE_DIR/jobs/train.sbatch" job.ini run.h5 --set run.verify_every=3 --set train.seed=1) ||
+    fail "sbatch refused the job"
 job=${job%%;*}
 LOG=$MG_WORK/morphogen-$job.log
 
@@ -213,5 +217,7 @@ echo "reference run (mpirun -np 2): $(($(date +%s) - start)) s"
 [ "$(h5_eval run.h5 "int(f['checkpoint'].attrs['iteration'])")" = "$ITERATIONS" ] ||
     fail "run.h5 checkpoint is not at iteration $ITERATIONS"
 [ ! -e run.h5.tmp ] || fail "run.h5.tmp left behind"
+[ "$(h5_eval run.h5 "int(f['config'].attrs['run.verify_every'])")" = 3 ] ||
+    fail "the job's --set run.verify_every=3 did not reach the run; $context"
 h5_same ref.h5 run.h5 "${STATE[@]}"
 echo "slurm job: ok (stopped after iteration ${stops[*]} of $ITERATIONS, $restarts requeue(s), bitwise equal to mpirun)"

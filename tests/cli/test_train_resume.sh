@@ -17,10 +17,13 @@ cp split.h5 half.h5
 [ "$(h5_eval split.h5 "f['config'][()].decode()")" != "" ] || fail "split.h5 has an empty /config"
 
 # A resume that would change the model's shape is refused before anything
-# is written.
+# is written, as is a bad value for such a key (its own message).
 sum_before=$(md5sum < split.h5)
 run_status 2 hidden.err "$MORPHOGEN" train --resume "$MG_WORK/split.h5" --set model.hidden=16
-expect_one_line hidden.err "model.hidden"
+expect_one_line hidden.err "--set model.hidden=16: cannot change this key when resuming"
+run_status 2 hidden_bad.err "$MORPHOGEN" train --resume "$MG_WORK/split.h5" --set model.hidden=lots
+expect_one_line hidden_bad.err "model.hidden"
+! grep -q "cannot change" hidden_bad.err || fail "a bad value reported as a change: $(cat hidden_bad.err)"
 [ "$(md5sum < split.h5)" = "$sum_before" ] || fail "the refused resume changed split.h5"
 [ ! -e split.h5.tmp ] || fail "the refused resume left split.h5.tmp"
 
@@ -29,8 +32,10 @@ printf '[model]\nchannels = 8\n' > some.ini
 run_status 2 both.err "$MORPHOGEN" train some.ini --resume "$MG_WORK/split.h5"
 expect_one_line both.err "--resume"
 
-"$MORPHOGEN" train --resume "$MG_WORK/split.h5" --set train.iterations=10 2>resume.err \
-    || fail "resume: $(cat resume.err)"
+# Keys a resume cannot change may be given the values the run has (a
+# requeued job repeats its command line): accepted, nothing changes.
+"$MORPHOGEN" train --resume "$MG_WORK/split.h5" --set train.iterations=10 --set model.hidden=32 \
+    --set train.batch=4 2>resume.err || fail "resume: $(cat resume.err)"
 [ "$(h5_eval split.h5 "f['metrics/loss'].shape[0]")" = 10 ] || fail "resumed split.h5 lacks 10 loss rows"
 [ "$(h5_eval split.h5 "list(f['metrics/iteration'][()])")" = "[1, 2, 3, 4, 5, 6, 7, 8, 9, 10]" ] \
     || fail "resumed split.h5 /metrics/iteration is not 1..10"
