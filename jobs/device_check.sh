@@ -6,7 +6,10 @@
 #      gradients, determinism, fire masks; test_cuda_train: the training
 #      operations on the device against the CPU's) and the cuda command-line
 #      test, then compute-sanitizer's memcheck, racecheck, synccheck and
-#      initcheck over small cases of them (at most 60 s);
+#      initcheck over small cases of them (at most 60 s); then the same
+#      short cuda training on 1 rank and on 2 ranks sharing the GPU (through
+#      mpirun, the bundle's own when there is one), whose run files must be
+#      bitwise equal;
 #   3. benchmarks one training iteration at the Distill config (batch 8,
 #      72x72, C=16, H=128, 64..96 steps): morphogen's cuda backend against the
 #      same recipe in PyTorch (analysis/bench_torch.py --device cuda) eager,
@@ -23,8 +26,9 @@
 # failed build) is skipped and named in the table.
 #
 # Usage: bash jobs/device_check.sh
-# Env: MG_DEVICE_BUNDLE=DIR  use DIR/morphogen, DIR/test_cuda_*, DIR/lib
-#                            (from jobs/device_bundle.sh) instead of building
+# Env: MG_DEVICE_BUNDLE=DIR  use DIR/morphogen, DIR/test_cuda_*, DIR/lib and
+#                            DIR/mpirun (from jobs/device_bundle.sh) instead
+#                            of building
 #      MG_PYTHON             Python with torch (default python3)
 #      MG_GROW_ITERS         training iterations that grow the pool (default 300)
 #      MG_BENCH_ITERS        timed iterations per round (default 6)
@@ -169,9 +173,101 @@ if [ -n "$morphogen" ] && [ "${MG_DEVICE_SANITIZER:-1}" != 0 ] && [ -n "${device
     fi
 fi
 
-# ---- 3. Distill benchmark: morphogen cuda vs PyTorch, interleaved ----
-have_h5py=0 have_torch=0 have_compile=0 have_graphs=0
+# ---- 2c. 2 ranks sharing the one GPU = 1 rank, bit for bit ----
+# The multi-rank cuda path on a real GPU: both ranks take the one device,
+# find that they share it (host name and PCI bus id, gathered over MPI) and
+# exchange the gradients through MPI on the host, since NCCL refuses two
+# ranks on one GPU; rank 0 says so, and the row records its line. A result
+# must not depend on the rank count, so weights, Adam moments, pool and
+# metrics must equal a 1-rank run's bit for bit (as on the emulator:
+# tests/cuda_emulator/test_emulated_train.sh). A bundle brings its own
+# mpirun (Open MPI and PMIx, relocated: jobs/device_bundle.sh), since the
+# GPU machine has none; a build here uses the mpirun it was built against.
+have_h5py=0
 tmo 20 "$python" -c "import h5py, numpy" 2>/dev/null && have_h5py=1
+if [ -n "$morphogen" ] && [ -n "${device_ok:-}" ]; then
+    two="2 ranks on one GPU = 1 rank"
+    mpirun=()
+    if [ -n "$bundle" ]; then
+        [ -x "$bundle/mpirun" ] && mpirun=("$bundle/mpirun") # root, oversubscription, no binding: set there
+    elif command -v mpirun >/dev/null; then
+        mpirun=(mpirun --allow-run-as-root --oversubscribe --bind-to none)
+    fi
+    # The quickstart config for 4 iterations, a checkpoint after the second
+    # (so the run file is written collectively twice): seconds on a GPU.
+    ranks_run=(configs/quickstart.ini --set target.spec="$root/jobs/data/lizard_40.png" --set run.backend=cuda
+               --set train.iterations=4 --set run.checkpoint_every=2 --set run.log_every=1)
+    if [ "${#mpirun[@]}" -eq 0 ]; then
+        row "$two" "not run" "no mpirun${bundle:+ in $bundle (made before jobs/device_bundle.sh packed one?)}"
+    elif [ "$have_h5py" -eq 0 ]; then
+        row "$two" "not run" "$python cannot import h5py and numpy"
+    elif [ "$(elapsed)" -ge 200 ]; then
+        row "$two" "not run" "time budget"
+    elif ! tmo 30 "$morphogen" train "${ranks_run[@]}" --out "$work/rank1.h5" >"$work/rank1.log" 2>&1; then
+        tail -n 5 "$work/rank1.log"
+        row "$two" "FAILED" "the 1-rank run (above)"
+    elif ! tmo 40 "${mpirun[@]}" -np 2 "$morphogen" train "${ranks_run[@]}" --out "$work/rank2.h5" \
+            >"$work/rank2.log" 2>&1; then
+        tail -n 12 "$work/rank2.log"
+        [ -n "${OUT:-}" ] && mkdir -p "$OUT" && cp "$work/rank2.log" "$OUT/two_ranks.log"
+        row "$two" "FAILED" "the 2-rank run through ${mpirun[0]} (above${OUT:+; \$OUT/two_ranks.log})"
+    else
+        exchange=$(grep -m1 -oE 'exchanged through MPI on the host, not NCCL: .*' "$work/rank2.log")
+        if [ -n "$exchange" ]; then
+            exchange="gradients $exchange"
+        else
+            exchange="rank 0 did not report the exchange through MPI (NCCL?)"
+        fi
+        # Exit 3: a difference (named on stdout); anything else: no verdict.
+        verdict=$(tmo 20 "$python" - "$work/rank1.h5" "$work/rank2.h5" 2>&1 <<'PY'
+import sys, h5py, numpy as np
+names = ["checkpoint/params", "checkpoint/adam_m", "checkpoint/adam_v", "checkpoint/pool",
+         "metrics/loss", "metrics/grad_norm"]
+def datasets(f):
+    out = {}
+    for name in names:
+        obj = f[name]
+        if isinstance(obj, h5py.Dataset):
+            out[name] = obj[()]
+        else:
+            obj.visititems(lambda n, o: out.update({name + "/" + n: o[()]}) if isinstance(o, h5py.Dataset) else None)
+    return out
+with h5py.File(sys.argv[1], "r") as f1, h5py.File(sys.argv[2], "r") as f2:
+    a, b = datasets(f1), datasets(f2)
+diff = ["%s only in one" % k for k in sorted(set(a) ^ set(b))]
+for k in sorted(set(a) & set(b)):
+    x, y = a[k], b[k]
+    if x.dtype != y.dtype or x.shape != y.shape:
+        diff.append("%s %s%s vs %s%s" % (k, x.dtype, x.shape, y.dtype, y.shape))
+    elif x.tobytes() != y.tobytes():
+        same = x == y
+        if x.dtype.kind == "f":  # NaN (a never-evaluated pool loss) in both places is no difference
+            same |= np.isnan(x) & np.isnan(y)
+        d = np.abs(x.astype(np.float64) - y.astype(np.float64))[~same]
+        diff.append("%s (%d of %d values, max |difference| %.3g)" % (k, d.size, x.size, np.max(d)))
+if diff:
+    print("differ: " + "; ".join(diff))
+    sys.exit(3)
+print("%d datasets (params, Adam moments, pool, loss, grad norm) equal after %d iterations"
+      % (len(a), len(a["metrics/loss"])))
+PY
+)
+        rc=$?
+        if [ "$rc" -eq 0 ]; then
+            row "$two" "bitwise" "$verdict; $exchange"
+        elif [ "$rc" -eq 3 ]; then
+            [ -n "${OUT:-}" ] && mkdir -p "$OUT" && cp "$work/rank1.log" "$OUT/one_rank.log" &&
+                cp "$work/rank2.log" "$OUT/two_ranks.log"
+            row "$two" "DIFFERENT" "$verdict; $exchange${OUT:+; logs in \$OUT/one_rank.log, two_ranks.log}"
+        else
+            echo "$verdict" | tail -n 3
+            row "$two" "not compared" "$python failed (above); $exchange"
+        fi
+    fi
+fi
+
+# ---- 3. Distill benchmark: morphogen cuda vs PyTorch, interleaved ----
+have_torch=0 have_compile=0 have_graphs=0
 # One torch probe: its import and CUDA start-up take seconds each time.
 probe=$(tmo 40 "$python" -c "import torch; print(int(torch.cuda.is_available()), int(hasattr(torch, 'compile')), \
 int(hasattr(torch.cuda, 'CUDAGraph')))" 2>/dev/null)
