@@ -7,6 +7,7 @@
 #    batch, or the rank count would change the result), whichever way the
 #    gradients travel: MPI on the host (ranks sharing a GPU, or no NCCL
 #    library) or NCCL (emulated over MPI on two emulated GPUs);
+#  - diverged replicas stop a 2-rank run (the check downloads the weights);
 #  - the losses of a short run equal the CPU backend's to float rounding
 #    (same weights, states and fire masks; the kernels sum in other orders).
 set -euo pipefail
@@ -61,6 +62,20 @@ h5_same one.h5 nccl.h5 "${STATE[@]}"
 [ "$(grep -c "not NCCL: NCCL did not load" nonccl.err)" = 1 ] ||
     fail "a missing NCCL is not reported once: $(cat nonccl.err)"
 h5_same one.h5 nonccl.h5 "${STATE[@]}"
+
+# The replica check with the cuda backend, whose weights live on the GPU:
+# checks download them (here after iteration 3, a checkpoint); a one-bit
+# difference on rank 1 (MORPHOGEN_TEST_DIVERGE) stops the job with exit 1
+# and one line, and the run file keeps the checkpoint before it.
+rc=0
+"${MPIRUN[@]}" -np 2 -x MORPHOGEN_TEST_DIVERGE=1:3 "$MORPHOGEN" train "${RUN[@]}" --set run.backend=cuda \
+    --out diverged.h5 >/dev/null 2>diverged.err || rc=$?
+[ "$rc" = 1 ] || fail "diverged replicas (cuda): exit $rc, expected 1: $(cat diverged.err)"
+[ "$(grep -c "replicas diverged" diverged.err)" = 1 ] ||
+    fail "diverged replicas (cuda) not reported in one line: $(cat diverged.err)"
+grep -qF "differ after iteration 3 (replicas diverged" diverged.err || fail "$(cat diverged.err)"
+[ "$(h5_eval diverged.h5 "int(f['checkpoint'].attrs['iteration'])")" = 0 ] ||
+    fail "diverged.h5 does not keep the checkpoint before the divergence"
 
 "$MORPHOGEN_CPU" train "${RUN[@]}" --out cpu.h5 2>cpu.err || fail "cpu backend: $(cat cpu.err)"
 "$MG_PYTHON" - one.h5 cpu.h5 <<'PY' || fail "cuda (emulated) and cpu losses differ"
