@@ -5,11 +5,9 @@
 # shares and means, the Markdown table, and one-line errors for a missing
 # file, a CSV without the duration column and a duration that is no number.
 set -euo pipefail
-mkdir -p "$MG_WORK"
-cd "$MG_WORK"
+source "$MG_SOURCE_DIR/tests/cli/lib.sh"
 PY="$MG_PYTHON"
 KT="$MG_SOURCE_DIR/analysis/kernel_times.py"
-fail() { echo "FAIL: $*" >&2; exit 1; }
 
 cat >ncu.csv <<'EOF'
 ==PROF== Connected to process 4242 (/tmp/morphogen)
