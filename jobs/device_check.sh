@@ -32,6 +32,7 @@
 #      MG_PYTHON             Python with torch (default python3)
 #      MG_GROW_ITERS         training iterations that grow the pool (default 300)
 #      MG_BENCH_ITERS        timed iterations per round (default 6)
+#      MG_BENCH_WARMUP       untimed iterations before them (default 100)
 #      MG_DEVICE_SANITIZER=0 leave out the compute-sanitizer stage
 set -uo pipefail
 # A relative bundle path is relative to where the user stands: resolve it
@@ -47,6 +48,12 @@ t0=$SECONDS
 python=${MG_PYTHON:-python3}
 grow_iters=${MG_GROW_ITERS:-300}
 iters=${MG_BENCH_ITERS:-6}
+# Untimed iterations before the timed ones, the same for morphogen and
+# PyTorch (the same iterations, so the same rollout lengths, are timed on
+# both sides): a training run lasts thousands of iterations, and morphogen
+# captures a CUDA graph at the first use of each rollout length (33 at the
+# Distill config), which 100 iterations mostly get behind them.
+warm=${MG_BENCH_WARMUP:-100}
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 rows=()
@@ -297,22 +304,31 @@ print("%.1f%%" % (100.0 * np.mean(a > 0.1)))
 PY
 )
         row "grown pool" "$grow_iters iterations" "$(grep -m1 -oE 'final loss [^,]+' "$work/grow.log"), cells with alpha > 0.1: $occupancy"
-        speed() {  # seconds per iteration of morphogen's new rows (run-file I/O excluded)
-            tmo 20 "$python" - "$1" "$done_iter" <<'PY'
+        # speed FILE: seconds per iteration of morphogen's new rows (run-file
+        # I/O excluded), "TIMED FIRST": TIMED over the $iters iterations after
+        # the $warm warm-up ones, FIRST over the first $iters of the process
+        # (their graph captures included). Each row's wall time is taken at
+        # the end of its iteration, so differences of rows are iterations.
+        speed() {
+            tmo 20 "$python" - "$1" "$done_iter" "$warm" "$iters" <<'PY'
 import sys, h5py, numpy as np
+done, warm, iters = (int(a) for a in sys.argv[2:5])
 with h5py.File(sys.argv[1], "r") as f:
     it = f["metrics/iteration"][:]
     wall = f["metrics/wall_time"][:]
-new = np.nonzero(it > int(sys.argv[2]))[0]
-print("%.6f" % ((wall[new[-1]] - wall[new[0]]) / (len(new) - 1)))
+def per_iteration(first, last):  # iterations first+1 .. last
+    a, b = np.nonzero(it == first)[0][0], np.nonzero(it == last)[0][0]
+    return (wall[b] - wall[a]) / (last - first)
+print("%.6f %.6f" % (per_iteration(done + warm + 1, done + warm + iters + 1),
+                     per_iteration(done + 1, done + iters + 1)))
 PY
         }
         # m_iters NAME: morphogen's iterations from the grown pool in a copy
-        # NAME.h5; prints their seconds per iteration, or the log's tail on
-        # stderr and fails.
+        # NAME.h5; prints speed's "TIMED FIRST", or the log's tail on stderr
+        # and fails.
         m_iters() {
             cp "$start" "$work/$1.h5"
-            if tmo 60 "$morphogen" train --resume "$work/$1.h5" --set train.iterations=$((done_iter + iters + 1)) \
+            if tmo 60 "$morphogen" train --resume "$work/$1.h5" --set train.iterations=$((done_iter + warm + iters + 1)) \
                     --set run.checkpoint_every=1000000000 --set run.log_every=1000000000 >"$work/$1.log" 2>&1; then
                 speed "$work/$1.h5"
             else
@@ -320,16 +336,16 @@ PY
                 return 1
             fi
         }
-        m_s=() n_s=() e_s=() g_s=() c_s=() g_capture=""
+        m_s=() m_first=() n_s=() e_s=() g_s=() c_s=() g_capture=""
         for round in 1 2; do
             [ "$(elapsed)" -lt 200 ] || { echo "device_check: time budget: stopping after $((round - 1)) round(s)"; break; }
-            # With CUDA graphs (captured on first use of each rollout length,
-            # inside the timed iterations) and without.
-            t_m=$(m_iters m) && m_s+=("$t_m")
-            t_n=$(MORPHOGEN_CUDA_GRAPHS=0 m_iters n) && n_s+=("$t_n")
+            # With CUDA graphs (captured at the first use of each rollout
+            # length, mostly during the warm-up) and without.
+            t_m=$(m_iters m) && m_s+=("${t_m% *}") && m_first+=("${t_m#* }")
+            t_n=$(MORPHOGEN_CUDA_GRAPHS=0 m_iters n) && n_s+=("${t_n% *}")
             if [ "$have_torch" -eq 1 ]; then
                 line=$(tmo 60 "$python" analysis/bench_torch.py "$start" --device cuda --dense native \
-                       --iterations "$iters" --warmup 1 2>"$work/t.log" | grep '^torch: ') &&
+                       --iterations "$iters" --warmup $((warm + 1)) 2>"$work/t.log" | grep '^torch: ') &&
                     e_s+=("$(sed -E 's/.*s_per_iter=([^ ]+).*/\1/' <<<"$line")") || tail -n 3 "$work/t.log"
                 # CUDA graphs before torch.compile: a short run (capture takes
                 # seconds), not to be crowded out by compile's long first call.
@@ -337,14 +353,14 @@ PY
                 # before its first iteration, untimed; the line says how long.
                 if [ "$have_graphs" -eq 1 ] && [ "$(elapsed)" -lt 180 ]; then
                     line=$(tmo 60 "$python" analysis/bench_torch.py "$start" --device cuda --dense native --cuda-graphs \
-                           --iterations "$iters" --warmup 1 2>"$work/cg.log" | grep '^torch: ') &&
+                           --iterations "$iters" --warmup $((warm + 1)) 2>"$work/cg.log" | grep '^torch: ') &&
                         g_s+=("$(sed -E 's/.*s_per_iter=([^ ]+).*/\1/' <<<"$line")") &&
                         g_capture=$(sed -E 's/.*cuda_graphs=([^ ]+) capture_s=([^ ]+).*/\1 graphs captured in \2 s, untimed/' \
                                     <<<"$line") || tail -n 3 "$work/cg.log"
                 fi
                 if [ "$have_compile" -eq 1 ] && [ "$(elapsed)" -lt 150 ]; then
                     line=$(tmo 100 "$python" analysis/bench_torch.py "$start" --device cuda --dense native --compile \
-                           --iterations "$iters" --warmup 2 2>"$work/c.log" | grep '^torch: ') &&
+                           --iterations "$iters" --warmup $((warm + 1)) 2>"$work/c.log" | grep '^torch: ') &&
                         c_s+=("$(sed -E 's/.*s_per_iter=([^ ]+).*/\1/' <<<"$line")") || tail -n 3 "$work/c.log"
                 fi
             fi
@@ -366,7 +382,7 @@ PY
         best() { [ $# -gt 0 ] && printf '%s\n' "$@" | sort -g | head -n 1; }
         m=$(best "${m_s[@]}") n=$(best "${n_s[@]}") e=$(best "${e_s[@]}") g=$(best "${g_s[@]}") c=$(best "${c_s[@]}")
         ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.1fx", a / b}'; }
-        [ -n "$m" ] && row "morphogen cuda, s/iteration" "$m" "best of ${#m_s[@]} round(s) of $iters iterations, CUDA graphs captured on first use included" ||
+        [ -n "$m" ] && row "morphogen cuda, s/iteration" "$m" "best of ${#m_s[@]} round(s) of $iters iterations after $warm warm-up ones; the first $iters of a process, capturing CUDA graphs, $(best "${m_first[@]}") s each" ||
             row "morphogen cuda" "FAILED" "see the lines above"
         [ -n "$n" ] && row "morphogen cuda without CUDA graphs, s/iteration" "$n" "MORPHOGEN_CUDA_GRAPHS=0" ||
             row "morphogen cuda without CUDA graphs" "FAILED" "see the lines above"
