@@ -109,11 +109,11 @@ static int append_metrics(mg_trainer *t, const mg_metrics_row *row, mg_error *er
     return 0;
 }
 
-/* Collective: every rank writes its pool shard into the same file. */
+/* Writes the host copy of the state as the run file's checkpoint; the
+ * caller has brought it from the backend (mg_trainer_sync with the pool).
+ * Collective: every rank writes its pool shard into the same file. */
 static int checkpoint(mg_trainer *t, const char *path, double wall_time, mg_error *err)
 {
-    if (mg_trainer_sync(t, 1, err) != 0)
-        return -1;
     mg_run_snapshot snap;
     mg_trainer_snapshot(t, wall_time, &snap);
     if (!t->comm->world) /* a plain process: no MPI, the serial writer */
@@ -160,7 +160,7 @@ int mg_trainer_run(mg_trainer *t, const mg_train_options *opt, mg_error *err)
 
     /* Write the starting point at once: a bad output path fails now, not
      * after hours, and a crash before the first checkpoint leaves a file. */
-    if (checkpoint(t, opt->out_path, t->wall_time, err) != 0)
+    if (mg_trainer_sync(t, 1, err) != 0 || checkpoint(t, opt->out_path, t->wall_time, err) != 0)
         return MG_EXIT_ERROR;
 
     while (t->iteration < cfg->iterations) {
@@ -212,15 +212,18 @@ int mg_trainer_run(mg_trainer *t, const mg_train_options *opt, mg_error *err)
         /* A signal on any rank stops every rank after the same iteration. */
         const int stopping = mg_comm_any(comm, opt->stop && *opt->stop);
         const int writing = stopping || t->iteration % cfg->checkpoint_every == 0 || t->iteration == cfg->iterations;
-        /* The ranks' replicas of the weights (brought to the host from the
-         * backend first) must agree: every verify_every iterations, and
-         * before every checkpoint, so that a run file never holds weights
-         * the ranks disagreed on (the download is the checkpoint's own). */
-        if (comm->size > 1 && (t->iteration % cfg->verify_every == 0 || writing)) {
-            if (mg_trainer_sync(t, 0, err) != 0) {
-                say(t, opt->log, err->msg);
-                mg_comm_abort(comm, MG_EXIT_ERROR);
-            }
+        /* The ranks' replicas of the weights must agree: every verify_every
+         * iterations, and before every checkpoint, so that a run file never
+         * holds weights the ranks disagreed on. One download from the
+         * backend serves both (with the pool when a checkpoint follows). */
+        const int checking = comm->size > 1 && (t->iteration % cfg->verify_every == 0 || writing);
+        if ((checking || writing) && mg_trainer_sync(t, writing, err) != 0) {
+            /* This rank's device failed: end the whole job rather than
+             * leave the others waiting in the check or the write. */
+            say(t, opt->log, err->msg);
+            mg_comm_abort(comm, MG_EXIT_ERROR);
+        }
+        if (checking) {
             if (diverge_pending && t->iteration >= opt->diverge_at) {
                 flip_one_weight(t);
                 diverge_pending = 0;
