@@ -146,6 +146,12 @@ static int cuda_attach(mg_backend *be, const mg_train_state *s, mg_error *err)
     cuda_backend *cb = be->impl;
     mg_cuda_train_release(cb);
     cuda_train *tr = &cb->train;
+    /* Checked first: a bad value costs no allocation or upload. */
+    const char *graphs = getenv("MORPHOGEN_CUDA_GRAPHS");
+    if (graphs && strcmp(graphs, "0") != 0 && strcmp(graphs, "1") != 0)
+        return mg_fail(err, "MORPHOGEN_CUDA_GRAPHS=%s: must be 0 (launch a rollout's kernels one by one) or 1 (replay "
+                            "CUDA graphs, the default)", graphs);
+    tr->use_graphs = !(graphs && strcmp(graphs, "0") == 0);
     tr->s = *s;
     tr->tensors = tensors_of(s);
     if (memcmp(&s->dims, &cb->dims, sizeof cb->dims) != 0 || s->n_params != cb->n_params ||
@@ -179,11 +185,6 @@ static int cuda_attach(mg_backend *be, const mg_train_state *s, mg_error *err)
     mg_cuda_note_memory(cb);
     if (upload_state(cb, err) != 0)
         return -1;
-    const char *graphs = getenv("MORPHOGEN_CUDA_GRAPHS");
-    if (graphs && strcmp(graphs, "0") != 0 && strcmp(graphs, "1") != 0)
-        return mg_fail(err, "MORPHOGEN_CUDA_GRAPHS=%s: must be 0 (launch a rollout's kernels one by one) or 1 (replay "
-                            "CUDA graphs, the default)", graphs);
-    tr->use_graphs = !(graphs && strcmp(graphs, "0") == 0);
     tr->graphs = calloc((size_t)cb->max_steps + 1, sizeof *tr->graphs);
     if (!tr->graphs)
         return mg_fail(err, "cuda backend: out of memory");
