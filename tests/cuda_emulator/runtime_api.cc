@@ -172,10 +172,11 @@ cudaError_t cudaGetLastError(void)
 cudaError_t cudaPeekAtLastError(void) { return last_error; }
 
 /* Each error's name and CUDA's text, marked as the emulator's. */
-static const struct {
+struct error_info {
     cudaError_t code;
     const char *name, *text;
-} ERRORS[] = {
+};
+static const error_info ERRORS[] = {
     {cudaSuccess, "cudaSuccess", "no error (emulated CUDA)"},
     {cudaErrorInvalidValue, "cudaErrorInvalidValue", "invalid argument (emulated CUDA)"},
     {cudaErrorMemoryAllocation, "cudaErrorMemoryAllocation", "out of memory (emulated CUDA)"},
@@ -191,22 +192,21 @@ static const struct {
     {cudaErrorStreamCaptureUnsupported, "cudaErrorStreamCaptureUnsupported",
      "operation not permitted when stream is capturing (emulated CUDA)"},
 };
+/* What an error outside the table reads as (its code is never looked at). */
+static const error_info UNKNOWN_ERROR = {cudaErrorInvalidValue, "cudaErrorUnknown", "unknown error (emulated CUDA)"};
 
-const char *cudaGetErrorName(cudaError_t error)
+/* The table's entry for an error, or UNKNOWN_ERROR's texts. */
+static const error_info &error_entry(cudaError_t error)
 {
     for (const auto &e : ERRORS)
         if (e.code == error)
-            return e.name;
-    return "cudaErrorUnknown";
+            return e;
+    return UNKNOWN_ERROR;
 }
 
-const char *cudaGetErrorString(cudaError_t error)
-{
-    for (const auto &e : ERRORS)
-        if (e.code == error)
-            return e.text;
-    return "unknown error (emulated CUDA)";
-}
+const char *cudaGetErrorName(cudaError_t error) { return error_entry(error).name; }
+
+const char *cudaGetErrorString(cudaError_t error) { return error_entry(error).text; }
 
 /* The memory behind cudaMalloc and cudaMallocHost: 256-byte aligned as
  * theirs; the exact size, so that AddressSanitizer (in the sanitizer build)
