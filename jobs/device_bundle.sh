@@ -18,9 +18,10 @@ mkdir -p "$out/lib"
 cp "$build/morphogen" "$build/tests/test_cuda_parity" "$build/tests/test_cuda_train" "$out/"
 # Every library ldd resolves, minus glibc's own (the GPU machine's glibc must
 # be at least as new as this one's, 2.36).
+glibc='(libc|libm|libpthread|libdl|librt|ld-linux-x86-64)\.so'
 for bin in "$out/morphogen" "$out/test_cuda_parity" "$out/test_cuda_train"; do
     ldd "$bin" | awk '/=> \// {print $3}'
-done | sort -u | grep -vE '/(libc|libm|libpthread|libdl|librt|ld-linux-x86-64)\.so' | while read -r lib; do
+done | sort -u | grep -vE "/$glibc" | while read -r lib; do
     cp -L "$lib" "$out/lib/"
 done
 
@@ -58,14 +59,14 @@ for plugin in "$ompi_lib"/openmpi3/mca_*.so; do
             ok=0
         fi
     done < <(LD_LIBRARY_PATH="$pmix_dir/lib:$ompi_lib" ldd "$plugin" | awk '/=> \// {print $1, $3}' |
-             grep -vE '^(libc|libm|libpthread|libdl|librt|ld-linux-x86-64)\.so')
+             grep -vE "^$glibc")
     [ "$ok" = 1 ] && cp "$plugin" "$out/openmpi/lib/openmpi3/"
 done
 # What the added libraries load in turn (none today: libpmix's munge is a
 # plugin's direct dependency too); grep finding nothing is no error.
 LD_LIBRARY_PATH="$PWD/$out/lib" ldd "$out/openmpi/bin/orterun" "$out"/openmpi/lib/openmpi3/*.so "$out"/lib/*.so* |
     awk '/=> \// {print $3}' | sort -u |
-    { grep -vE "^$PWD/$out/|/(libc|libm|libpthread|libdl|librt|ld-linux-x86-64)\.so" || true; } |
+    { grep -vE "^$PWD/$out/|/$glibc" || true; } |
     while read -r lib; do cp -L "$lib" "$out/lib/"; done
 if LD_LIBRARY_PATH="$PWD/$out/lib" ldd "$out/openmpi/bin/orterun" "$out"/openmpi/lib/openmpi3/*.so | grep -q 'not found'; then
     echo "device_bundle: a bundled Open MPI plugin lacks a library" >&2
