@@ -54,6 +54,13 @@ iters=${MG_BENCH_ITERS:-6}
 # captures a CUDA graph at the first use of each rollout length (33 at the
 # Distill config), which 100 iterations mostly get behind them.
 warm=${MG_BENCH_WARMUP:-100}
+# A typo must not surface minutes later as an arithmetic error on the GPU
+# machine: every count is checked first, in one line.
+for v in "MG_GROW_ITERS $grow_iters 1" "MG_BENCH_ITERS $iters 1" "MG_BENCH_WARMUP $warm 0"; do
+    read -r name value min <<<"$v"
+    [[ $value =~ ^[0-9]{1,9}$ ]] && [ "$value" -ge "$min" ] ||
+        { echo "device_check: $name=$value: must be an integer >= $min" >&2; exit 2; }
+done
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 rows=()

@@ -337,7 +337,8 @@ static int select_cases(struct CMUnitTest *tests, int capacity, const struct CMU
     for (const char *c = sel; *c;) {
         char *end = NULL;
         const long i = strtol(c, &end, 10);
-        if (end == c || i < 0 || i >= n_cases || (*end != ',' && *end != '\0') || n == capacity) {
+        if (end == c || i < 0 || i >= n_cases || (*end != ',' && *end != '\0') || (*end == ',' && end[1] == '\0') ||
+            n == capacity) {
             fprintf(stderr, "test_cuda_parity: MG_PARITY_CASES='%s': want at most %d comma-separated case indices in 0..%d\n",
                     sel, capacity, n_cases - 1);
             exit(2);
