@@ -56,6 +56,8 @@ typedef struct mg_config {
 
     /* [run] */
     char backend[32];      /* "cpu" (default) */
+    int matmul_tf32;       /* run.matmul: 0 = "fp32" (default), 1 = "tf32" (tensor cores,
+                              cuda backend only) */
     int threads;           /* OpenMP threads, 0 = OMP default, default 0 */
     int checkpoint_every;  /* iterations between run-file checkpoints, default 500 */
     int log_every;         /* iterations between plain progress lines (non-tty), default 50 */
