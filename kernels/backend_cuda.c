@@ -150,6 +150,7 @@ mg_cuda_step mg_cuda_step_args(const cuda_backend *cb, int n, const mg_step_rule
     a.pin_cell = r->pin_cell;
     a.d_freeze = r->freeze ? cb->d_freeze : NULL;
     a.d_params = cb->d_params;
+    a.tf32 = cb->tf32;
     return a;
 }
 
@@ -406,22 +407,32 @@ mg_backend *mg_backend_cuda_create(const mg_config *cfg, const mg_nca_dims *dims
     cb->every = cfg->checkpoint_steps > 1 ? cfg->checkpoint_steps : 1;
     mg_tensor_desc t[3];
     cb->n_params = mg_param_layout(dims, t);
-    cb->smem = mg_cuda_mlp_smem_bytes(dims->channels, dims->hidden);
+    cb->tf32 = cfg->matmul_tf32 != 0;
+    cb->smem = mg_cuda_mlp_smem_bytes(dims->channels, dims->hidden, cb->tf32);
 
     /* One GPU per rank: a node's ranks take its GPUs in turn (ranks share
      * GPUs only when a node has more ranks than GPUs). A scheduler that
      * gives each rank one visible GPU (CUDA_VISIBLE_DEVICES) makes it 0. */
-    int count = 0, smem_optin = 0;
+    int count = 0, smem_optin = 0, cc_major = 0;
     cudaError_t e = cudaGetDeviceCount(&count);
     cb->device = comm && count > 0 ? comm->local_rank % count : 0;
     if (e == cudaSuccess)
         e = cudaSetDevice(cb->device);
     if (e == cudaSuccess)
         e = cudaDeviceGetAttribute(&smem_optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, cb->device);
+    if (e == cudaSuccess)
+        e = cudaDeviceGetAttribute(&cc_major, cudaDevAttrComputeCapabilityMajor, cb->device);
     if (e != cudaSuccess) {
         char what[64];
         snprintf(what, sizeof what, "selecting GPU %d", cb->device);
         mg_cuda_fail(err, e, what);
+        cuda_destroy(be);
+        return NULL;
+    }
+    if (cb->tf32 && cc_major < 8) {
+        mg_fail(err, "run.matmul: 'tf32' needs tensor cores with TF32 (compute capability 8.0 or newer), and GPU %d "
+                     "is %d.x; use run.matmul = fp32",
+                cb->device, cc_major);
         cuda_destroy(be);
         return NULL;
     }
@@ -434,7 +445,7 @@ mg_backend *mg_backend_cuda_create(const mg_config *cfg, const mg_nca_dims *dims
     }
     const size_t cells = (size_t)mg_cells(dims);
     const char *what = NULL;
-    if ((e = mg_cuda_mlp_configure(cb->smem)) != cudaSuccess)
+    if ((e = mg_cuda_mlp_configure(cb->smem, cb->tf32)) != cudaSuccess)
         what = "configuring the MLP kernels (was morphogen built for this GPU's architecture? "
                "see MORPHOGEN_CUDA_ARCHITECTURES)";
     else if ((e = cudaStreamCreateWithFlags(&cb->stream, cudaStreamNonBlocking)) != cudaSuccess)

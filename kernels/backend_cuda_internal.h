@@ -46,6 +46,7 @@ typedef struct cuda_backend {
     int max_steps;
     int every;            /* a state is saved every `every` steps (train.checkpoint_steps) */
     int64_t n_params;
+    int tf32;             /* the MLP's matrix products on tensor cores (run.matmul = tf32) */
     size_t smem;          /* dynamic shared memory of the MLP kernels */
     int device;           /* the GPU this backend uses */
     cudaStream_t stream;

@@ -41,6 +41,7 @@ typedef struct mg_cuda_step {
     int pin_cell;                   /* -1 for none */
     const unsigned char *d_freeze;  /* [cells] MG_CELL_* or NULL */
     const float *d_params;
+    int tf32;                       /* 1: the MLP's matrix products on tensor cores (step_tf32.cu) */
 } mg_cuda_step;
 
 /* Scratch shared by the step kernels, sized for n samples. */
@@ -53,12 +54,13 @@ typedef struct mg_cuda_work {
     float *d_partial;       /* [n][MG_CUDA_GROUPS][n_params] per-block weight-gradient sums */
 } mg_cuda_work;
 
-/* Dynamic shared memory of the MLP kernels for C channels and H hidden units. */
-size_t mg_cuda_mlp_smem_bytes(int channels, int hidden);
+/* Dynamic shared memory of the MLP kernels for C channels and H hidden units,
+ * of the FMA kernels (tf32 = 0) or the tensor-core ones (tf32 = 1). */
+size_t mg_cuda_mlp_smem_bytes(int channels, int hidden, int tf32);
 
-/* Allow the MLP kernels `bytes` of dynamic shared memory (above the 48 KiB
- * default; must not exceed the device's opt-in limit). */
-cudaError_t mg_cuda_mlp_configure(size_t bytes);
+/* Allow the MLP kernels of that kind `bytes` of dynamic shared memory (above
+ * the 48 KiB default; must not exceed the device's opt-in limit). */
+cudaError_t mg_cuda_mlp_configure(size_t bytes, int tf32);
 
 /* One step forward for n samples: d_s_out = m * (d_s_in + f * du) exactly as
  * mg_step_forward_f32. d_s_mid is scratch [n][cells][C] (d_s_in + f * du before

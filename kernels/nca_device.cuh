@@ -102,13 +102,13 @@ __device__ __forceinline__ void mg_stage_weights(const mg_mlp_layout &L, const f
     }
 }
 
-/* Perception of the tile's cells into p [TILE][K] (rows >= nv zeroed), each
- * sum one FMA chain from 0 over the in-grid neighbours in (dy, dx) order, as
- * perceive_cell on the CPU. */
-__device__ __forceinline__ void mg_perceive_tile(const mg_mlp_layout &L, const float *__restrict__ s, int Hg,
-                                                 int Wg, const int *cells, int nv, float *p)
+/* Perception of the tile's cells into p [TILE][ldp] (columns 0..3C-1; rows
+ * >= nv zeroed), each sum one FMA chain from 0 over the in-grid neighbours in
+ * (dy, dx) order, as perceive_cell on the CPU. */
+__device__ __forceinline__ void mg_perceive_tile(int C, int ldp, const float *__restrict__ s, int Hg, int Wg,
+                                                 const int *cells, int nv, float *p)
 {
-    const int C = L.C, K = L.K;
+    const int K = ldp;
     for (int i = threadIdx.x; i < MG_CUDA_TILE * C; i += blockDim.x) {
         const int t = i / C, c = i % C;
         float *pt = p + (size_t)t * K;
@@ -134,6 +134,27 @@ __device__ __forceinline__ void mg_perceive_tile(const mg_mlp_layout &L, const f
         pt[c] = s[(size_t)cell * C + c];
         pt[C + c] = ax;
         pt[2 * C + c] = ay;
+    }
+}
+
+/* dL/du of the tile's cells into columns 0..width-1 of gu [TILE][ldu]:
+ * g_out (m = 1 for these cells) on the channels the update reaches, zero in
+ * columns C..width-1 and in rows past the tile's end. `g` is one sample's
+ * dL/ds_out. */
+__device__ __forceinline__ void mg_tile_update_grad(const mg_cuda_step &a, const float *__restrict__ g,
+                                                    const int *cells, int nv, int width, int ldu, float *gu)
+{
+    const int C = a.channels;
+    for (int i = threadIdx.x; i < MG_CUDA_TILE * width; i += blockDim.x) {
+        const int t = i / width, c = i % width;
+        float v = 0.0f;
+        if (t < nv && c < C) {
+            const int cell = cells[t];
+            const bool rgba_frozen = mg_dev_frozen(a.d_freeze, cell) == MG_DEV_CELL_FROZEN_RGBA;
+            if (!(rgba_frozen && c < 4))
+                v = g[(size_t)cell * C + c];
+        }
+        gu[(size_t)t * ldu + c] = v;
     }
 }
 

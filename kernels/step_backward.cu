@@ -43,20 +43,8 @@ k_mlp_backward(mg_cuda_step a, mg_cuda_work w, const float *__restrict__ s_in, c
         if (threadIdx.x < MG_CUDA_TILE)
             tile_cells[threadIdx.x] = (int)threadIdx.x < nv ? active[first + threadIdx.x] : 0;
         __syncthreads();
-        mg_perceive_tile(L, s, a.height, a.width, tile_cells, nv, sm + L.p);
-        /* dL/du = g_out (m = 1 for these cells) on the channels the update
-         * reaches; zero rows past the tile's end. */
-        for (int i = threadIdx.x; i < MG_CUDA_TILE * C; i += blockDim.x) {
-            const int t = i / C, c = i % C;
-            float g = 0.0f;
-            if (t < nv) {
-                const int cell = tile_cells[t];
-                const bool rgba_frozen = mg_dev_frozen(a.d_freeze, cell) == MG_DEV_CELL_FROZEN_RGBA;
-                if (!(rgba_frozen && c < 4))
-                    g = g_out[((size_t)b * cells + cell) * C + c];
-            }
-            gu[i] = g;
-        }
+        mg_perceive_tile(L.C, L.K, s, a.height, a.width, tile_cells, nv, sm + L.p);
+        mg_tile_update_grad(a, g_out + (size_t)b * cells * C, tile_cells, nv, C, C, gu);
         __syncthreads();
         mg_hidden_tile(L, sm, sm + L.z);
         __syncthreads();
@@ -208,9 +196,13 @@ extern "C" cudaError_t mg_cuda_step_backward(const mg_cuda_step *a, const mg_cud
     cudaError_t e = mg_cuda_select_backward(a, w, d_alive, stream);
     if (e != cudaSuccess)
         return e;
-    const size_t smem = mg_cuda_mlp_smem_bytes(a->channels, a->hidden);
-    k_mlp_backward<<<dim3(MG_CUDA_GROUPS, (unsigned)a->n), MG_CUDA_THREADS, smem, stream>>>(*a, *w, d_s_in,
-                                                                                          d_g_out);
+    if (a->tf32) {
+        mg_cuda_mlp_tf32_backward(a, w, d_s_in, d_g_out, stream);
+    } else {
+        const size_t smem = mg_cuda_mlp_smem_bytes(a->channels, a->hidden, 0);
+        k_mlp_backward<<<dim3(MG_CUDA_GROUPS, (unsigned)a->n), MG_CUDA_THREADS, smem, stream>>>(*a, *w, d_s_in,
+                                                                                              d_g_out);
+    }
     const long long items = (long long)a->height * a->width * a->channels;
     k_grad_input<<<dim3((unsigned)((items + 255) / 256), (unsigned)a->n), 256, 0, stream>>>(*a, *w, d_alive,
                                                                                          d_g_out, d_g_in);

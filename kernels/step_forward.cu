@@ -34,7 +34,7 @@ k_mlp_forward(mg_cuda_step a, mg_cuda_work w, const float *__restrict__ s_in, fl
         if (threadIdx.x < MG_CUDA_TILE)
             tile_cells[threadIdx.x] = (int)threadIdx.x < nv ? active[first + threadIdx.x] : 0;
         __syncthreads();
-        mg_perceive_tile(L, s, a.height, a.width, tile_cells, nv, sm + L.p);
+        mg_perceive_tile(L.C, L.K, s, a.height, a.width, tile_cells, nv, sm + L.p);
         __syncthreads();
         mg_hidden_tile(L, sm, sm + L.z);
         __syncthreads();
@@ -80,16 +80,18 @@ k_finish(mg_cuda_step a, mg_cuda_work w, const float *__restrict__ s_mid, float 
         alive_out[at] = m;
 }
 
-extern "C" size_t mg_cuda_mlp_smem_bytes(int channels, int hidden)
+extern "C" size_t mg_cuda_mlp_smem_bytes(int channels, int hidden, int tf32)
 {
-    return mg_mlp_layout_for(channels, hidden).total * sizeof(float);
+    return tf32 ? mg_cuda_mlp_tf32_smem_bytes(channels, hidden) : mg_mlp_layout_for(channels, hidden).total * sizeof(float);
 }
 
 /* Defined in step_backward.cu. */
 cudaError_t mg_cuda_mlp_backward_configure(size_t bytes);
 
-extern "C" cudaError_t mg_cuda_mlp_configure(size_t bytes)
+extern "C" cudaError_t mg_cuda_mlp_configure(size_t bytes, int tf32)
 {
+    if (tf32)
+        return mg_cuda_mlp_tf32_configure(bytes);
     cudaError_t e = cudaFuncSetAttribute(k_mlp_forward, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)bytes);
     return e != cudaSuccess ? e : mg_cuda_mlp_backward_configure(bytes);
 }
@@ -101,8 +103,12 @@ extern "C" cudaError_t mg_cuda_step_forward(const mg_cuda_step *a, const mg_cuda
     cudaError_t e = mg_cuda_select_forward(a, w, d_s_in, d_s_mid, stream);
     if (e != cudaSuccess)
         return e;
-    const size_t smem = mg_cuda_mlp_smem_bytes(a->channels, a->hidden);
-    k_mlp_forward<<<dim3(MG_CUDA_GROUPS, (unsigned)a->n), MG_CUDA_THREADS, smem, stream>>>(*a, *w, d_s_in, d_s_mid);
+    if (a->tf32) {
+        mg_cuda_mlp_tf32_forward(a, w, d_s_in, d_s_mid, stream);
+    } else {
+        const size_t smem = mg_cuda_mlp_smem_bytes(a->channels, a->hidden, 0);
+        k_mlp_forward<<<dim3(MG_CUDA_GROUPS, (unsigned)a->n), MG_CUDA_THREADS, smem, stream>>>(*a, *w, d_s_in, d_s_mid);
+    }
     const int cells = a->height * a->width;
     k_finish<<<dim3((unsigned)((cells + 255) / 256), (unsigned)a->n), 256, 0, stream>>>(*a, *w, d_s_mid, d_s_out,
                                                                                       d_alive_out);

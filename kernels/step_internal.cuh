@@ -10,4 +10,12 @@ cudaError_t mg_cuda_select_forward(const mg_cuda_step *a, const mg_cuda_work *w,
 cudaError_t mg_cuda_select_backward(const mg_cuda_step *a, const mg_cuda_work *w, const unsigned char *d_alive,
                                     cudaStream_t stream);
 
+/* step_tf32.cu: the MLP kernels on tensor cores (run.matmul = tf32). */
+size_t mg_cuda_mlp_tf32_smem_bytes(int channels, int hidden);
+cudaError_t mg_cuda_mlp_tf32_configure(size_t bytes);
+void mg_cuda_mlp_tf32_forward(const mg_cuda_step *a, const mg_cuda_work *w, const float *d_s_in, float *d_s_mid,
+                              cudaStream_t stream);
+void mg_cuda_mlp_tf32_backward(const mg_cuda_step *a, const mg_cuda_work *w, const float *d_s_in,
+                               const float *d_g_out, cudaStream_t stream);
+
 #endif

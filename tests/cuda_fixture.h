@@ -50,7 +50,10 @@ static void random_params(const mg_nca_dims *d, float *p)
             p[t[k].offset + i] = (float)fixture_uniform(300u + (uint32_t)k, (uint32_t)i, -scale[k], scale[k]);
 }
 
-/* Largest |a - b| must be within rtol of max |b| (b = CPU reference). */
+/* Largest |a - b| must be within rtol of max |b| (b = CPU reference).
+ * MG_PARITY_REPORT=1 prints every comparison's measured ratio as a line
+ * "ratio CASE WHAT SAMPLE VALUE" (scalars: "ratio CASE WHAT VALUE"), from
+ * which the tolerances' margins are read (the device check records them). */
 static void expect_close(const char *case_name, const char *what, int sample, const float *a, const float *b,
                          size_t n, double rtol)
 {
@@ -65,6 +68,8 @@ static void expect_close(const char *case_name, const char *what, int sample, co
             worst_i = i;
         }
     }
+    if (getenv("MG_PARITY_REPORT"))
+        fprintf(stderr, "ratio %s %s %d %.3e\n", case_name, what, sample, scale > 0 ? worst / scale : worst);
     if (!(worst <= rtol * scale)) {
         fprintf(stderr, "%s: %s (sample %d): max |gpu - cpu| = %.3e at %zu (gpu %.9e, cpu %.9e), scale %.3e\n",
                 case_name, what, sample, worst, worst_i, (double)a[worst_i], (double)b[worst_i], scale);
@@ -75,6 +80,8 @@ static void expect_close(const char *case_name, const char *what, int sample, co
 /* |a - b| within rtol of |b|, for scalars such as losses and norms. */
 static void expect_close_scalar(const char *case_name, const char *what, double a, double b, double rtol)
 {
+    if (getenv("MG_PARITY_REPORT"))
+        fprintf(stderr, "ratio %s %s %.3e\n", case_name, what, fabs(a - b) / fabs(b));
     if (!(fabs(a - b) <= rtol * fabs(b))) {
         fprintf(stderr, "%s: %s: gpu %.12e cpu %.12e\n", case_name, what, a, b);
         fail();

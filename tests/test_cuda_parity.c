@@ -11,7 +11,10 @@
  * starts alive), a pinned cell in the dead half, both freeze kinds (frozen
  * cells with sub-threshold alpha in the dead half), BPTT checkpointing
  * (checkpoint_steps 0, 2, 3, 4, and 100 > steps), 0 steps, rollouts shorter
- * than the backend's maximum, and a smaller batch after a larger one.
+ * than the backend's maximum, and a smaller batch after a larger one. The
+ * tensor-core cases ("tf32") repeat five of these shapes (C = 20 instead of
+ * 16 in the 33x31 one, so that 3C = 60 is no multiple of the 16-wide tiles;
+ * C = 4, 5, 8 and H = 1, 7, 16, 30, 128 pad every dimension).
  *
  * Tolerance (fp32): the GPU sums the same terms as the CPU in a different
  * order (per-block partial weight-gradient sums, another register blocking).
@@ -25,6 +28,24 @@
  * per-element squares of those states: relative 1e-5. An alive mask flipped by
  * rounding would show as an O(1) difference; with alpha away from the threshold
  * at the start and few steps this is improbable, and the test would say so.
+ *
+ * Tolerance (tf32, run.matmul = tf32, the cases named "tf32"): the tensor
+ * cores round every multiplicand of the two dense layers to 11 significant
+ * bits (unit roundoff u = 2^-11 = 4.9e-4), then multiply exactly and
+ * accumulate in fp32, so each product of a dense layer is off by up to about
+ * 2u of its terms' magnitude, against ~1e-7 in fp32. The CUDA emulator
+ * rounds the operands exactly as the hardware does (its order of
+ * accumulation may differ, an fp32-sized effect), and measured, over these
+ * cases, the largest differences from the fp32 CPU reference relative to a
+ * tensor's largest magnitude: final states and frames 3.2e-4, losses 1.8e-5
+ * (relative), gradients 2.5e-2 (w1 of the 5x7 case: a sum over cells and
+ * steps that cancels to a small result, so the terms' rounding weighs more
+ * against it). The tolerances allow 16x, 55x and 4x that: states 5e-3,
+ * losses 1e-3, gradients 1e-1; a wrong index or a missing tile is off by
+ * O(1). Because these tolerances are wide, the same cases also run on the
+ * emulator with exact arithmetic in its tensor cores (MG_CUEMU_TF32=exact,
+ * ctest cuda_emulated_parity_tf32_exact) and must then meet fp32's 1e-4:
+ * that checks the tensor-core kernels' indexing, padding and masks alone.
  *
  * Outputs are poisoned with NaN before every run, so an element the GPU never
  * writes fails the comparison. The GPU runs twice and must give bitwise
@@ -50,6 +71,9 @@
 
 #define RTOL 1e-4
 #define LOSS_RTOL 1e-5
+#define STATE_RTOL_TF32 5e-3
+#define GRAD_RTOL_TF32 1e-1
+#define LOSS_RTOL_TF32 1e-3
 
 typedef struct parity_case {
     const char *name;
@@ -57,7 +81,18 @@ typedef struct parity_case {
     int steps, checkpoint_steps, n;
     double fire_rate;
     int pin, freeze;
+    int tf32; /* run.matmul = tf32: tensor cores, compared with the *_TF32 tolerances */
 } parity_case;
+
+/* MG_CUEMU_TF32=exact: the CUDA emulator's tensor cores do not round (see
+ * tests/cuda_emulator/include/mma.h), so the tf32 cases are held to fp32's
+ * tolerance, which checks the tensor-core kernels' indexing, padding and
+ * masks apart from TF32's rounding. Meaningless on a GPU. */
+static int tf32_exact_emulation(void)
+{
+    const char *env = getenv("MG_CUEMU_TF32");
+    return env && !strcmp(env, "exact");
+}
 
 typedef struct frame_log {
     int calls, last_step;
@@ -111,6 +146,10 @@ static void run_case(const parity_case *pc)
     mg_config cfg;
     mg_config_defaults(&cfg);
     cfg.checkpoint_steps = pc->checkpoint_steps;
+    cfg.matmul_tf32 = pc->tf32;
+    const int rounded = pc->tf32 && !tf32_exact_emulation();
+    const double state_rtol = rounded ? STATE_RTOL_TF32 : RTOL, grad_rtol = rounded ? GRAD_RTOL_TF32 : RTOL;
+    const double loss_rtol = rounded ? LOSS_RTOL_TF32 : LOSS_RTOL;
     mg_error err = {{0}};
     /* A maximum above the rollout length: the tape is sized for max_steps,
      * the rollouts use fewer. */
@@ -191,12 +230,12 @@ static void run_case(const parity_case *pc)
 
     for (int b = 0; b < n; b++) {
         const size_t so = (size_t)b * n_state, go = (size_t)b * P;
-        expect_close(pc->name, "final state", b, run[0].states + so, ref.states + so, n_state, RTOL);
+        expect_close(pc->name, "final state", b, run[0].states + so, ref.states + so, n_state, state_rtol);
         for (int k = 0; k < 3; k++)
             expect_close(pc->name, t[k].name, b, run[0].grads + go + t[k].offset, ref.grads + go + t[k].offset,
-                         (size_t)t[k].size, RTOL);
-        expect_close(pc->name, "dL/ds0", b, run[0].grad_states + so, ref.grad_states + so, n_state, RTOL);
-        expect_close_scalar(pc->name, "loss", run[0].loss[b], ref.loss[b], LOSS_RTOL);
+                         (size_t)t[k].size, grad_rtol);
+        expect_close(pc->name, "dL/ds0", b, run[0].grad_states + so, ref.grad_states + so, n_state, grad_rtol);
+        expect_close_scalar(pc->name, "loss", run[0].loss[b], ref.loss[b], loss_rtol);
     }
     /* Deterministic: the second run gives the same bits. */
     assert_memory_equal(run[0].states, run[1].states, sizeof(float) * n_all);
@@ -242,8 +281,8 @@ static void run_case(const parity_case *pc)
     }
     assert_int_equal(logs[1].calls, pc->steps + 1);
     assert_int_equal(logs[1].last_step, pc->steps);
-    expect_close(pc->name, "rollout final frame", 0, last[1], last[0], n_state, RTOL);
-    expect_close(pc->name, "rollout final state", 0, rs[1], rs[0], n_state, RTOL);
+    expect_close(pc->name, "rollout final frame", 0, last[1], last[0], n_state, state_rtol);
+    expect_close(pc->name, "rollout final state", 0, rs[1], rs[0], n_state, state_rtol);
     assert_memory_equal(rs[1], run[0].states, sizeof(float) * n_state); /* same kernels as the batch */
     assert_true(gpu->ops->peak_tape_bytes(gpu) > 0);
 
@@ -263,13 +302,18 @@ static void run_case(const parity_case *pc)
 }
 
 static const parity_case CASES[] = {
-    {"5x7 C=8 H=16, pin, freeze", {5, 7, 8, 16}, 6, 0, 3, 0.5, 1, 1},
-    {"9x11 C=5 H=7, freeze, checkpoint 3", {9, 11, 5, 7}, 7, 3, 2, 0.5, 0, 1},
-    {"33x31 C=16 H=30, pin, freeze, checkpoint 3", {33, 31, 16, 30}, 8, 3, 2, 0.5, 1, 1},
-    {"40x24 C=12 H=64, fire 1", {40, 24, 12, 64}, 5, 0, 2, 1.0, 0, 0},
-    {"72x72 C=16 H=128 (Distill), pin, checkpoint 4", {72, 72, 16, 128}, 10, 4, 2, 0.5, 1, 0},
-    {"6x6 C=4 H=1, pin, freeze, checkpoint 100 > steps", {6, 6, 4, 1}, 5, 100, 2, 0.5, 1, 1},
-    {"8x9 C=4 H=5, 0 steps", {8, 9, 4, 5}, 0, 2, 2, 0.5, 0, 1},
+    {"5x7 C=8 H=16, pin, freeze", {5, 7, 8, 16}, 6, 0, 3, 0.5, 1, 1, 0},
+    {"9x11 C=5 H=7, freeze, checkpoint 3", {9, 11, 5, 7}, 7, 3, 2, 0.5, 0, 1, 0},
+    {"33x31 C=16 H=30, pin, freeze, checkpoint 3", {33, 31, 16, 30}, 8, 3, 2, 0.5, 1, 1, 0},
+    {"40x24 C=12 H=64, fire 1", {40, 24, 12, 64}, 5, 0, 2, 1.0, 0, 0, 0},
+    {"72x72 C=16 H=128 (Distill), pin, checkpoint 4", {72, 72, 16, 128}, 10, 4, 2, 0.5, 1, 0, 0},
+    {"6x6 C=4 H=1, pin, freeze, checkpoint 100 > steps", {6, 6, 4, 1}, 5, 100, 2, 0.5, 1, 1, 0},
+    {"8x9 C=4 H=5, 0 steps", {8, 9, 4, 5}, 0, 2, 2, 0.5, 0, 1, 0},
+    {"tf32 5x7 C=8 H=16, pin, freeze", {5, 7, 8, 16}, 6, 0, 3, 0.5, 1, 1, 1},
+    {"tf32 9x11 C=5 H=7, freeze, checkpoint 3", {9, 11, 5, 7}, 7, 3, 2, 0.5, 0, 1, 1},
+    {"tf32 33x31 C=20 H=30, pin, freeze, checkpoint 3", {33, 31, 20, 30}, 8, 3, 2, 0.5, 1, 1, 1},
+    {"tf32 72x72 C=16 H=128 (Distill), pin, checkpoint 4", {72, 72, 16, 128}, 10, 4, 2, 0.5, 1, 0, 1},
+    {"tf32 6x6 C=4 H=1, pin, freeze", {6, 6, 4, 1}, 5, 0, 2, 0.5, 1, 1, 1},
 };
 
 static void test_case_0(void **state) { (void)state; run_case(&CASES[0]); }
@@ -279,6 +323,11 @@ static void test_case_3(void **state) { (void)state; run_case(&CASES[3]); }
 static void test_case_4(void **state) { (void)state; run_case(&CASES[4]); }
 static void test_case_5(void **state) { (void)state; run_case(&CASES[5]); }
 static void test_case_6(void **state) { (void)state; run_case(&CASES[6]); }
+static void test_case_7(void **state) { (void)state; run_case(&CASES[7]); }
+static void test_case_8(void **state) { (void)state; run_case(&CASES[8]); }
+static void test_case_9(void **state) { (void)state; run_case(&CASES[9]); }
+static void test_case_10(void **state) { (void)state; run_case(&CASES[10]); }
+static void test_case_11(void **state) { (void)state; run_case(&CASES[11]); }
 
 /* Device fire masks equal mg_fire_mask bit for bit, over several keys, rates
  * and a cell count that is no multiple of the launch's block. */
@@ -354,7 +403,8 @@ int main(void)
     const struct CMUnitTest cases[] = {
         cmocka_unit_test(test_case_0), cmocka_unit_test(test_case_1), cmocka_unit_test(test_case_2),
         cmocka_unit_test(test_case_3), cmocka_unit_test(test_case_4), cmocka_unit_test(test_case_5),
-        cmocka_unit_test(test_case_6),
+        cmocka_unit_test(test_case_6), cmocka_unit_test(test_case_7), cmocka_unit_test(test_case_8),
+        cmocka_unit_test(test_case_9), cmocka_unit_test(test_case_10), cmocka_unit_test(test_case_11),
     };
     enum { N_CASES = sizeof cases / sizeof cases[0] };
     _Static_assert(N_CASES == sizeof CASES / sizeof CASES[0], "one test function per parity case");
@@ -373,6 +423,11 @@ int main(void)
         cmocka_unit_test(test_case_4),
         cmocka_unit_test(test_case_5),
         cmocka_unit_test(test_case_6),
+        cmocka_unit_test(test_case_7),
+        cmocka_unit_test(test_case_8),
+        cmocka_unit_test(test_case_9),
+        cmocka_unit_test(test_case_10),
+        cmocka_unit_test(test_case_11),
         cmocka_unit_test(test_too_large_model_refused),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -129,13 +129,25 @@ cudaError_t cudaSetDevice(int device)
     return device >= 0 && device < device_count() ? cudaSuccess : cuemu_set_error(cudaErrorInvalidDevice);
 }
 
+/* The emulated GPUs are compute capability 9.x (an H100/H200's), or
+ * MG_CUEMU_CC_MAJOR.x (1..99) to play an older GPU. */
+static int compute_capability_major()
+{
+    const char *env = getenv("MG_CUEMU_CC_MAJOR");
+    const int major = env ? atoi(env) : 9;
+    return major >= 1 && major <= 99 ? major : 9;
+}
+
 cudaError_t cudaDeviceGetAttribute(int *value, enum cudaDeviceAttr attr, int device)
 {
     if (device < 0 || device >= device_count())
         return cuemu_set_error(cudaErrorInvalidDevice);
-    if (attr != cudaDevAttrMaxSharedMemoryPerBlockOptin)
+    if (attr == cudaDevAttrMaxSharedMemoryPerBlockOptin)
+        *value = CUEMU_SMEM_OPTIN;
+    else if (attr == cudaDevAttrComputeCapabilityMajor)
+        *value = compute_capability_major();
+    else
         return cuemu_set_error(cudaErrorInvalidValue);
-    *value = CUEMU_SMEM_OPTIN;
     return cudaSuccess;
 }
 

@@ -1,0 +1,346 @@
+/* The MLP of one NCA step on tensor cores (run.matmul = tf32): the same
+ * fused tiles as k_mlp_forward / k_mlp_backward (step_forward.cu,
+ * step_backward.cu: the same selection, block/tile assignment, perception,
+ * masks and partial weight-gradient slices), but every matrix product of
+ * the two dense layers is TF32 wmma (m16n16k8, fp32 accumulation):
+ *
+ *   forward   r  = relu(p w1 + b1)       [TILE x KP] [KP x HP]
+ *             du = r w2                  [TILE x HP] [HP x CP]
+ *   backward  g  = (r > 0) * (gu w2^T)   [TILE x CP] [CP x HP]
+ *             gw1 += p^T g,  gw2 += r^T gu,  gb1 += sum of g's rows
+ *             dL/dp = g w1^T             [TILE x HP] [HP x KP]
+ *
+ * Dimensions are padded with zeros to multiples of 16 (KP = 3C, HP = H,
+ * CP = C rounded up), so padded terms add exact zeros. Multiplicands are
+ * rounded to TF32 (10-bit mantissa, round to nearest) as fragments are
+ * loaded; everything else (perception, bias, ReLU, the update, the masks)
+ * is fp32 as in the FMA kernels. Each output tile has exactly one warp
+ * computing it in a fixed k order, and weight-gradient tiles are added into
+ * the block's own slice of d_partial in a fixed order, so the results are
+ * bitwise reproducible (no atomics); they are not bitwise the FMA path's.
+ *
+ * r = relu(z) replaces z: the backward pass needs z only through
+ * relu'(z) = (r > 0) and relu(z) itself. Tensor cores need compute
+ * capability 8.0; older architectures compile these kernels to a trap, and
+ * the host refuses tf32 on such GPUs before launching anything. */
+#include <type_traits>
+
+#include <mma.h>
+
+#include "nca_device.cuh"
+#include "step_internal.cuh"
+
+using namespace nvcuda;
+
+#define MG_TC_WARPS (MG_CUDA_THREADS / 32)
+
+typedef wmma::fragment<wmma::matrix_a, 16, 16, 8, wmma::precision::tf32, wmma::row_major> mg_frag_a_row;
+typedef wmma::fragment<wmma::matrix_a, 16, 16, 8, wmma::precision::tf32, wmma::col_major> mg_frag_a_col;
+typedef wmma::fragment<wmma::matrix_b, 16, 16, 8, wmma::precision::tf32, wmma::row_major> mg_frag_b_row;
+typedef wmma::fragment<wmma::matrix_b, 16, 16, 8, wmma::precision::tf32, wmma::col_major> mg_frag_b_col;
+typedef wmma::fragment<wmma::accumulator, 16, 16, 8, float> mg_frag_acc;
+
+/* Shared memory of the tensor-core kernels, offsets in floats, each a
+ * multiple of 8 (32 bytes, wmma's pointer alignment). Row strides are the
+ * padded widths plus 4 floats (a multiple of 4, as wmma's ldm must be),
+ * which staggers rows across banks. */
+struct mg_tc_layout {
+    int C, H, K, KP, HP, CP, KS, HS, CS;
+    size_t w1, b1, w2, p, r, g, u, scratch, cells, total;
+};
+
+__host__ __device__ inline mg_tc_layout mg_tc_layout_for(int C, int H)
+{
+    mg_tc_layout L;
+    L.C = C;
+    L.H = H;
+    L.K = 3 * C;
+    L.KP = (L.K + 15) / 16 * 16;
+    L.HP = (H + 15) / 16 * 16;
+    L.CP = (C + 15) / 16 * 16;
+    L.KS = L.KP + 4;
+    L.HS = L.HP + 4;
+    L.CS = L.CP + 4;
+    size_t at = 0;
+    const auto take = [&at](size_t floats) {
+        const size_t here = at;
+        at += (floats + 7) / 8 * 8;
+        return here;
+    };
+    L.w1 = take((size_t)L.KP * L.HS);              /* w1 [KP][HS] */
+    L.b1 = take((size_t)L.HP);                     /* b1 [HP] */
+    L.w2 = take((size_t)L.HP * L.CS);              /* w2 [HP][CS] */
+    L.p = take((size_t)MG_CUDA_TILE * L.KS);       /* p, then dL/dp [TILE][KS] */
+    L.r = take((size_t)MG_CUDA_TILE * L.HS);       /* relu(z) [TILE][HS] */
+    L.g = take((size_t)MG_CUDA_TILE * L.HS);       /* dL/dz [TILE][HS] (backward) */
+    L.u = take((size_t)MG_CUDA_TILE * L.CS);       /* du or dL/du [TILE][CS] */
+    L.scratch = take((size_t)MG_TC_WARPS * 256);   /* one 16x16 tile per warp (backward) */
+    L.cells = take(MG_CUDA_TILE);                  /* the tile's cell indices (ints) */
+    L.total = at;
+    return L;
+}
+
+/* The weights into shared memory, zero-padded, and p's padding columns
+ * (which the perception never writes) zeroed once per block. */
+__device__ __forceinline__ void mg_tc_stage(const mg_tc_layout &L, const float *__restrict__ params, float *sm)
+{
+    const int K = L.K, H = L.H, C = L.C;
+    const float *w1 = params, *b1 = params + (size_t)K * H, *w2 = b1 + H;
+    for (int i = threadIdx.x; i < L.KP * L.HS; i += blockDim.x) {
+        const int k = i / L.HS, h = i % L.HS;
+        sm[L.w1 + i] = k < K && h < H ? w1[(size_t)k * H + h] : 0.0f;
+    }
+    for (int h = threadIdx.x; h < L.HP; h += blockDim.x)
+        sm[L.b1 + h] = h < H ? b1[h] : 0.0f;
+    for (int i = threadIdx.x; i < L.HP * L.CS; i += blockDim.x) {
+        const int h = i / L.CS, c = i % L.CS;
+        sm[L.w2 + i] = h < H && c < C ? w2[(size_t)h * C + c] : 0.0f;
+    }
+    for (int i = threadIdx.x; i < MG_CUDA_TILE * (L.KS - K); i += blockDim.x) {
+        const int t = i / (L.KS - K), k = K + i % (L.KS - K);
+        sm[L.p + (size_t)t * L.KS + k] = 0.0f;
+    }
+}
+
+template <typename Frag> __device__ __forceinline__ void mg_tc_round(Frag &f)
+{
+    for (int i = 0; i < f.num_elements; i++)
+        f.x[i] = wmma::__float_to_tf32(f.x[i]);
+}
+
+/* out [M][ldo] = A [M][Kd] B [Kd][N] over 16x16 output tiles shared out among
+ * the block's warps (tile t to warp t mod warps), each summed in k order.
+ * A is row-major (a[i][k] at a + i lda + k) or, with ColA, column-major
+ * (a[i][k] at a + k lda + i); likewise B (b[k][j] at b + k ldb + j, or with
+ * ColB at b + j ldb + k). M, N multiples of 16, Kd of 8. */
+template <bool ColA, bool ColB>
+__device__ __forceinline__ void mg_tc_gemm(int M, int N, int Kd, const float *a, int lda, const float *b, int ldb,
+                                           float *out, int ldo)
+{
+    typedef typename std::conditional<ColA, mg_frag_a_col, mg_frag_a_row>::type frag_a;
+    typedef typename std::conditional<ColB, mg_frag_b_col, mg_frag_b_row>::type frag_b;
+    const int warp = (int)threadIdx.x / 32, mt = M / 16, tiles = mt * (N / 16);
+    for (int t = warp; t < tiles; t += MG_TC_WARPS) {
+        const int i0 = (t % mt) * 16, j0 = (t / mt) * 16;
+        mg_frag_acc acc;
+        wmma::fill_fragment(acc, 0.0f);
+        for (int k0 = 0; k0 < Kd; k0 += 8) {
+            frag_a fa;
+            frag_b fb;
+            wmma::load_matrix_sync(fa, ColA ? a + (size_t)k0 * lda + i0 : a + (size_t)i0 * lda + k0, lda);
+            wmma::load_matrix_sync(fb, ColB ? b + (size_t)j0 * ldb + k0 : b + (size_t)k0 * ldb + j0, ldb);
+            mg_tc_round(fa);
+            mg_tc_round(fb);
+            wmma::mma_sync(acc, fa, fb, acc);
+        }
+        wmma::store_matrix_sync(out + (size_t)i0 * ldo + j0, acc, ldo, wmma::mem_row_major);
+    }
+}
+
+/* r = relu(r + b1) over the tile (padded units have zero weights and bias,
+ * so they stay exactly zero). */
+__device__ __forceinline__ void mg_tc_bias_relu(const mg_tc_layout &L, float *sm)
+{
+    float *r = sm + L.r;
+    const float *b1 = sm + L.b1;
+    for (int i = threadIdx.x; i < MG_CUDA_TILE * L.HP; i += blockDim.x) {
+        const int t = i / L.HP, h = i % L.HP;
+        const float z = r[(size_t)t * L.HS + h] + b1[h];
+        r[(size_t)t * L.HS + h] = z > 0.0f ? z : 0.0f;
+    }
+}
+
+__device__ __forceinline__ void mg_tc_hidden(const mg_tc_layout &L, float *sm)
+{
+    mg_tc_gemm<false, false>(MG_CUDA_TILE, L.HP, L.KP, sm + L.p, L.KS, sm + L.w1, L.HS, sm + L.r, L.HS);
+    __syncthreads();
+    mg_tc_bias_relu(L, sm);
+}
+
+/* Shared by both kernels: the block's early exit, the staging, and each
+ * tile's cell list and perception. Returns the number of tiles of sample b. */
+__device__ __forceinline__ int mg_tc_tiles(const mg_cuda_work &w, int b)
+{
+    const int count = w.d_count[b];
+    return (count + MG_CUDA_TILE - 1) / MG_CUDA_TILE;
+}
+
+__device__ __forceinline__ int mg_tc_begin_tile(const mg_tc_layout &L, const mg_cuda_step &a, const mg_cuda_work &w,
+                                                int b, int tile, const float *s, float *sm)
+{
+    const int cells = a.height * a.width, count = w.d_count[b], first = tile * MG_CUDA_TILE;
+    const int nv = count - first < MG_CUDA_TILE ? count - first : MG_CUDA_TILE;
+    int *tile_cells = reinterpret_cast<int *>(sm + L.cells);
+    __syncthreads(); /* the previous tile is finished with shared memory */
+    if (threadIdx.x < MG_CUDA_TILE)
+        tile_cells[threadIdx.x] = (int)threadIdx.x < nv ? w.d_active[(size_t)b * cells + first + threadIdx.x] : 0;
+    __syncthreads();
+    mg_perceive_tile(L.C, L.KS, s, a.height, a.width, tile_cells, nv, sm + L.p);
+    return nv;
+}
+
+__global__ void __launch_bounds__(MG_CUDA_THREADS)
+k_mlp_forward_tf32(mg_cuda_step a, mg_cuda_work w, const float *__restrict__ s_in, float *__restrict__ s_mid)
+{
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 800
+    __trap();
+#else
+    extern __shared__ float4 smem_tf4[];
+    float *sm = reinterpret_cast<float *>(smem_tf4);
+    const mg_tc_layout L = mg_tc_layout_for(a.channels, a.hidden);
+    const int C = L.C, cells = a.height * a.width, b = blockIdx.y, tiles = mg_tc_tiles(w, b);
+    if ((int)blockIdx.x >= tiles)
+        return; /* the whole block leaves together: no barrier is skipped */
+    mg_tc_stage(L, a.d_params, sm);
+    const float *s = s_in + (size_t)b * cells * C;
+    const int *tile_cells = reinterpret_cast<const int *>(sm + L.cells);
+    for (int tile = blockIdx.x; tile < tiles; tile += gridDim.x) {
+        const int nv = mg_tc_begin_tile(L, a, w, b, tile, s, sm);
+        __syncthreads();
+        mg_tc_hidden(L, sm);
+        __syncthreads();
+        mg_tc_gemm<false, false>(MG_CUDA_TILE, L.CP, L.HP, sm + L.r, L.HS, sm + L.w2, L.CS, sm + L.u, L.CS);
+        __syncthreads();
+        for (int item = threadIdx.x; item < nv * C; item += blockDim.x) {
+            const int t = item / C, c = item % C, cell = tile_cells[t];
+            const bool rgba_frozen = mg_dev_frozen(a.d_freeze, cell) == MG_DEV_CELL_FROZEN_RGBA;
+            const float old = s[(size_t)cell * C + c];
+            s_mid[((size_t)b * cells + cell) * C + c] = rgba_frozen && c < 4 ? old : old + sm[L.u + (size_t)t * L.CS + c];
+        }
+    }
+#endif
+}
+
+/* The tile's weight gradients, gw1 = p^T g (KP/16 x HP/16 tiles) and
+ * gw2 = r^T gu (HP/16 x CP/16 tiles), added into the block's slice `part`.
+ * In rounds of one tile per warp: each warp stores its 16x16 result into
+ * its scratch tile, then the block adds the round's tiles into `part`
+ * (every element of `part` has this one writer, tiles in a fixed order). */
+__device__ __forceinline__ void mg_tc_weight_grads(const mg_tc_layout &L, float *sm, float *part)
+{
+    const int K = L.K, H = L.H, C = L.C;
+    const int t1 = (L.KP / 16) * (L.HP / 16), t2 = (L.HP / 16) * (L.CP / 16), total = t1 + t2;
+    const int warp = (int)threadIdx.x / 32;
+    float *gw1 = part, *gw2 = part + (size_t)K * H + H;
+    float *scratch = sm + L.scratch;
+    for (int round = 0; round < total; round += MG_TC_WARPS) {
+        const int t = round + warp;
+        if (t < total) {
+            const bool first = t < t1;
+            const int mt = first ? L.KP / 16 : L.HP / 16, tt = first ? t : t - t1;
+            const int i0 = (tt % mt) * 16, j0 = (tt / mt) * 16;
+            /* A is p^T or r^T: column-major views of p [TILE][KS], r [TILE][HS];
+             * B is g [TILE][HS] or gu [TILE][CS], row-major; k runs over cells. */
+            const float *A = sm + (first ? L.p : L.r), *B = sm + (first ? L.g : L.u);
+            const int lda = first ? L.KS : L.HS, ldb = first ? L.HS : L.CS;
+            mg_frag_acc acc;
+            wmma::fill_fragment(acc, 0.0f);
+            for (int k0 = 0; k0 < MG_CUDA_TILE; k0 += 8) {
+                mg_frag_a_col fa;
+                mg_frag_b_row fb;
+                wmma::load_matrix_sync(fa, A + (size_t)k0 * lda + i0, lda);
+                wmma::load_matrix_sync(fb, B + (size_t)k0 * ldb + j0, ldb);
+                mg_tc_round(fa);
+                mg_tc_round(fb);
+                wmma::mma_sync(acc, fa, fb, acc);
+            }
+            wmma::store_matrix_sync(scratch + (size_t)warp * 256, acc, 16, wmma::mem_row_major);
+        }
+        __syncthreads();
+        for (int i = threadIdx.x; i < MG_TC_WARPS * 256; i += blockDim.x) {
+            const int tw = round + i / 256;
+            if (tw >= total)
+                break; /* later warps' slots are past the last tile too */
+            const bool first = tw < t1;
+            const int mt = first ? L.KP / 16 : L.HP / 16, tt = first ? tw : tw - t1;
+            const int row = (tt % mt) * 16 + (i % 256) / 16, col = (tt / mt) * 16 + i % 16;
+            if (first && row < K && col < H)
+                gw1[(size_t)row * H + col] += scratch[i];
+            else if (!first && row < H && col < C)
+                gw2[(size_t)row * C + col] += scratch[i];
+        }
+        __syncthreads();
+    }
+}
+
+__global__ void __launch_bounds__(MG_CUDA_THREADS)
+k_mlp_backward_tf32(mg_cuda_step a, mg_cuda_work w, const float *__restrict__ s_in, const float *__restrict__ g_out)
+{
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 800
+    __trap();
+#else
+    extern __shared__ float4 smem_tb4[];
+    float *sm = reinterpret_cast<float *>(smem_tb4);
+    const mg_tc_layout L = mg_tc_layout_for(a.channels, a.hidden);
+    const int C = L.C, H = L.H, K = L.K, cells = a.height * a.width, b = blockIdx.y, tiles = mg_tc_tiles(w, b);
+    if ((int)blockIdx.x >= tiles)
+        return;
+    mg_tc_stage(L, a.d_params, sm);
+    const size_t n_params = (size_t)K * H + H + (size_t)H * C;
+    float *part = w.d_partial + ((size_t)b * MG_CUDA_GROUPS + blockIdx.x) * n_params;
+    float *gb1 = part + (size_t)K * H;
+    const float *s = s_in + (size_t)b * cells * C;
+    const int *tile_cells = reinterpret_cast<const int *>(sm + L.cells);
+    float *r = sm + L.r, *g = sm + L.g;
+    for (int tile = blockIdx.x; tile < tiles; tile += gridDim.x) {
+        const int nv = mg_tc_begin_tile(L, a, w, b, tile, s, sm);
+        mg_tile_update_grad(a, g_out + (size_t)b * cells * C, tile_cells, nv, L.CP, L.CS, sm + L.u);
+        __syncthreads();
+        mg_tc_hidden(L, sm);
+        __syncthreads();
+        /* g = (r > 0) * (gu w2^T); w2^T is the column-major view of w2 [HP][CS]. */
+        mg_tc_gemm<false, true>(MG_CUDA_TILE, L.HP, L.CP, sm + L.u, L.CS, sm + L.w2, L.CS, g, L.HS);
+        __syncthreads();
+        for (int i = threadIdx.x; i < MG_CUDA_TILE * L.HP; i += blockDim.x) {
+            const size_t at = (size_t)(i / L.HP) * L.HS + i % L.HP;
+            if (!(r[at] > 0.0f))
+                g[at] = 0.0f;
+        }
+        __syncthreads();
+        mg_tc_weight_grads(L, sm, part);
+        /* gb1[h] += sum_i g[i][h] over the tile's cells, in cell order. */
+        for (int h = threadIdx.x; h < H; h += blockDim.x) {
+            float acc = 0.0f;
+            for (int i = 0; i < nv; i++)
+                acc += g[(size_t)i * L.HS + h];
+            gb1[h] += acc;
+        }
+        /* dL/dp = g w1^T into p (its last reader, gw1, is done); w1^T is the
+         * column-major view of w1 [KP][HS]. */
+        mg_tc_gemm<false, true>(MG_CUDA_TILE, L.KP, L.HP, g, L.HS, sm + L.w1, L.HS, sm + L.p, L.KS);
+        __syncthreads();
+        for (int item = threadIdx.x; item < nv * K; item += blockDim.x) {
+            const int t = item / K, k = item % K;
+            w.d_gp[((size_t)b * cells + tile_cells[t]) * K + k] = sm[L.p + (size_t)t * L.KS + k];
+        }
+    }
+#endif
+}
+
+size_t mg_cuda_mlp_tf32_smem_bytes(int channels, int hidden)
+{
+    return mg_tc_layout_for(channels, hidden).total * sizeof(float);
+}
+
+cudaError_t mg_cuda_mlp_tf32_configure(size_t bytes)
+{
+    cudaError_t e = cudaFuncSetAttribute(k_mlp_forward_tf32, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)bytes);
+    return e != cudaSuccess
+               ? e
+               : cudaFuncSetAttribute(k_mlp_backward_tf32, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)bytes);
+}
+
+void mg_cuda_mlp_tf32_forward(const mg_cuda_step *a, const mg_cuda_work *w, const float *d_s_in, float *d_s_mid,
+                              cudaStream_t stream)
+{
+    const size_t smem = mg_cuda_mlp_tf32_smem_bytes(a->channels, a->hidden);
+    k_mlp_forward_tf32<<<dim3(MG_CUDA_GROUPS, (unsigned)a->n), MG_CUDA_THREADS, smem, stream>>>(*a, *w, d_s_in, d_s_mid);
+}
+
+void mg_cuda_mlp_tf32_backward(const mg_cuda_step *a, const mg_cuda_work *w, const float *d_s_in,
+                               const float *d_g_out, cudaStream_t stream)
+{
+    const size_t smem = mg_cuda_mlp_tf32_smem_bytes(a->channels, a->hidden);
+    k_mlp_backward_tf32<<<dim3(MG_CUDA_GROUPS, (unsigned)a->n), MG_CUDA_THREADS, smem, stream>>>(*a, *w, d_s_in,
+                                                                                              d_g_out);
+}
