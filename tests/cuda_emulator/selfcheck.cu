@@ -4,7 +4,10 @@
  * answer in at least one order, and stop with an error on a divergent
  * barrier, on threads that return while others wait at a barrier, and on a
  * copy whose kind does not match its pointers; it must refuse launches a GPU
- * refuses. Each error case runs in a child process (fork), whose death by
+ * refuses. Its tensor cores (mma.h) must give known products, round as
+ * cvt.rna.tf32.f32 does, truncate unrounded operands, leave a result
+ * partly unwritten when not every lane of the warp takes part, and refuse
+ * misaligned tiles. Each error case runs in a child process (fork), whose death by
  * abort and message are checked. This file goes through generate.cmake like
  * the kernels, so the rewrites are checked too. */
 #include <signal.h>
@@ -15,6 +18,8 @@
 #include <unistd.h>
 
 #include <string>
+
+#include <mma.h>
 
 #define THREADS 256
 #define BLOCKS 3
@@ -60,6 +65,32 @@ __global__ void k_early_return(int *out)
         return;
     __syncthreads();
     out[threadIdx.x] = 1;
+}
+
+/* D [16][16] = A [16][8] B [8][16] + C on one warp, all row-major in global
+ * memory; only lanes < `lanes` take part, and `round` applies
+ * __float_to_tf32 to the multiplicands; `offset` shifts A's pointer (a
+ * misaligned tile) and `lda` is A's leading dimension. */
+__global__ void k_mma(const float *a, const float *b, const float *c, float *d, int lanes, int round, int offset,
+                      int lda)
+{
+    using namespace nvcuda;
+    if ((int)threadIdx.x >= lanes)
+        return;
+    wmma::fragment<wmma::matrix_a, 16, 16, 8, wmma::precision::tf32, wmma::row_major> fa;
+    wmma::fragment<wmma::matrix_b, 16, 16, 8, wmma::precision::tf32, wmma::row_major> fb;
+    wmma::fragment<wmma::accumulator, 16, 16, 8, float> acc;
+    wmma::load_matrix_sync(fa, a + offset, (unsigned)lda);
+    wmma::load_matrix_sync(fb, b, 16);
+    wmma::load_matrix_sync(acc, c, 16, wmma::mem_row_major);
+    if (round) {
+        for (int i = 0; i < fa.num_elements; i++)
+            fa.x[i] = wmma::__float_to_tf32(fa.x[i]);
+        for (int i = 0; i < fb.num_elements; i++)
+            fb.x[i] = wmma::__float_to_tf32(fb.x[i]);
+    }
+    wmma::mma_sync(acc, fa, fb, acc);
+    wmma::store_matrix_sync(d, acc, 16, wmma::mem_row_major);
 }
 
 static int failures;
@@ -196,6 +227,76 @@ int main(void)
     check(dies_saying(captured([&] { cudaStreamSynchronize(stream); }), "cudaStreamSynchronize while a stream"),
           "synchronising during a capture stops the emulation");
     cudaStreamDestroy(stream);
+
+    /* Tensor cores. Small integers are exact in TF32: D = A B + C exactly. */
+    {
+        float ha[16 * 8 + 64], hb[8 * 16], hc[256], hd[256], want[256];
+        for (int i = 0; i < 16 * 8 + 64; i++)
+            ha[i] = (float)(i % 5) - 2.0f;
+        for (int i = 0; i < 8 * 16; i++)
+            hb[i] = (float)(i % 7) - 3.0f;
+        for (int i = 0; i < 256; i++) {
+            hc[i] = (float)(i % 3);
+            want[i] = hc[i];
+            for (int k = 0; k < 8; k++)
+                want[i] += ha[(i / 16) * 8 + k] * hb[k * 16 + i % 16];
+        }
+        float *da, *db, *dc, *dd;
+        cudaMalloc((void **)&da, sizeof ha);
+        cudaMalloc((void **)&db, sizeof hb);
+        cudaMalloc((void **)&dc, sizeof hc);
+        cudaMalloc((void **)&dd, sizeof hd);
+        cudaMemcpy(da, ha, sizeof ha, cudaMemcpyHostToDevice);
+        cudaMemcpy(db, hb, sizeof hb, cudaMemcpyHostToDevice);
+        cudaMemcpy(dc, hc, sizeof hc, cudaMemcpyHostToDevice);
+        const auto run_mma = [&](int lanes, int round) {
+            for (int i = 0; i < 256; i++)
+                hd[i] = NAN;
+            cudaMemcpy(dd, hd, sizeof hd, cudaMemcpyHostToDevice);
+            k_mma<<<1, 32>>>(da, db, dc, dd, lanes, round, 0, 8);
+            cudaMemcpy(hd, dd, sizeof hd, cudaMemcpyDeviceToHost);
+        };
+        run_mma(32, 1);
+        check(memcmp(hd, want, sizeof hd) == 0, "wmma m16n16k8 tf32: D = A B + C of small integers, exactly");
+        run_mma(16, 1);
+        int unwritten = 0;
+        for (int i = 0; i < 256; i++)
+            unwritten += isnan(hd[i]);
+        check(unwritten == 128, "wmma with half the warp's lanes leaves half of D unwritten (NaN)");
+
+        /* Rounding: 1 + 2^-11 is a tie between TF32's 1 and 1 + 2^-10: cvt.rna
+         * goes away from zero; 1 + 2^-12 rounds down; 1 + 3 2^-12 up. */
+        const float e11 = ldexpf(1.0f, -11), e12 = ldexpf(1.0f, -12), e10 = ldexpf(1.0f, -10);
+        using nvcuda::wmma::__float_to_tf32;
+        check(__float_to_tf32(1.0f + e11) == 1.0f + e10 && __float_to_tf32(-1.0f - e11) == -1.0f - e10 &&
+                  __float_to_tf32(1.0f + e12) == 1.0f && __float_to_tf32(1.0f + 3 * e12) == 1.0f + e10 &&
+                  isnan(__float_to_tf32(NAN)) && __float_to_tf32(INFINITY) == INFINITY,
+              "__float_to_tf32 rounds to nearest, ties away from zero; NaN and infinity pass");
+        /* A single term a = 1 + 2^-11 times b = 1: unrounded, the tensor core
+         * ignores the low bits (1); rounded first, 1 + 2^-10. */
+        for (int i = 0; i < 16 * 8; i++)
+            ha[i] = i == 0 ? 1.0f + e11 : 0.0f;
+        for (int i = 0; i < 8 * 16; i++)
+            hb[i] = i == 0 ? 1.0f : 0.0f;
+        for (int i = 0; i < 256; i++)
+            hc[i] = 0.0f;
+        cudaMemcpy(da, ha, sizeof ha, cudaMemcpyHostToDevice);
+        cudaMemcpy(db, hb, sizeof hb, cudaMemcpyHostToDevice);
+        cudaMemcpy(dc, hc, sizeof hc, cudaMemcpyHostToDevice);
+        run_mma(32, 0);
+        const float truncated = hd[0];
+        run_mma(32, 1);
+        check(truncated == 1.0f && hd[0] == 1.0f + e10, "an unrounded multiplicand is truncated to TF32, a rounded one kept");
+
+        check(dies_saying([&] { k_mma<<<1, 32>>>(da, db, dc, dd, 32, 1, 1, 8); }, "not 32-byte aligned"),
+              "a misaligned wmma tile stops the emulation");
+        check(dies_saying([&] { k_mma<<<1, 32>>>(da, db, dc, dd, 32, 1, 0, 6); }, "not a multiple of 4"),
+              "a wmma ldm that is no multiple of 4 floats stops the emulation");
+        cudaFree(da);
+        cudaFree(db);
+        cudaFree(dc);
+        cudaFree(dd);
+    }
 
     cudaFree(in);
     cudaFree(out);
