@@ -349,6 +349,11 @@ int mg_config_validate(const mg_config *cfg, const char *source, mg_error *err)
                            "%s: %s (%d) must be -1 (the centre) or inside the grid 0..%d "
                            "(target.size + 2 * target.padding = %d)",
                            source, seeds[i].key, seeds[i].v, grid - 1, grid);
+    if (cfg->matmul_tf32 && strcmp(cfg->backend, "cuda") != 0)
+        return mg_fail(err,
+                       "%s: run.matmul: 'tf32' needs run.backend = cuda (the %s backend "
+                       "computes in fp32)",
+                       source, cfg->backend);
     return 0;
 }
 

@@ -16,13 +16,17 @@
 
 #define INT_KEY(sec, nm, field, def, lo_, hi_, range, doc)                                   \
     { { sec, nm, MG_KEY_INT, def, range, doc }, MG_STORE_INT, offsetof(mg_config, field),    \
-      lo_, hi_, 0, 0 }
+      lo_, hi_, 0, 0, NULL, NULL }
 #define DBL_KEY(sec, nm, field, def, lo_, lo_open_, hi_, hi_open_, range, doc)               \
     { { sec, nm, MG_KEY_DOUBLE, def, range, doc }, MG_STORE_DOUBLE,                          \
-      offsetof(mg_config, field), lo_, hi_, lo_open_, hi_open_ }
+      offsetof(mg_config, field), lo_, hi_, lo_open_, hi_open_, NULL, NULL }
 #define BOOL_KEY(sec, nm, field, def, doc)                                                   \
     { { sec, nm, MG_KEY_BOOL, def, "true or false", doc }, MG_STORE_BOOL,                    \
-      offsetof(mg_config, field), 0, 1, 0, 0 }
+      offsetof(mg_config, field), 0, 1, 0, 0, NULL, NULL }
+/* A string key whose value is one of names; stored by STORE. */
+#define NAME_KEY(sec, nm, store, field, names_, what_, def, range, doc)                      \
+    { { sec, nm, MG_KEY_STRING, def, range, doc }, store, offsetof(mg_config, field), 0, 0,  \
+      0, 0, names_, what_ }
 
 #define MG_STR_(x) #x
 #define MG_STR(x) MG_STR_(x)
@@ -30,6 +34,9 @@
 /* The lizard emoji, spelled as UTF-8 bytes so the source file's encoding
  * does not matter. */
 #define MG_LIZARD "\xF0\x9F\xA6\x8E"
+
+static const char *const backends[] = { "cpu", "cuda", NULL };
+static const char *const matmuls[] = { "fp32", "tf32", NULL }; /* index = matmul_tf32 */
 
 /* Every key, in the order mg_config_to_ini writes them. Defaults are the
  * Distill "Growing NCA" recipe; mg_config_defaults parses default_text, so
@@ -46,7 +53,7 @@ static const mg_key_def key_table[] = {
 
     { { "target", "spec", MG_KEY_LIST, "emoji:" MG_LIZARD, "1.." MG_STR(MG_MAX_TARGETS) " entries",
         "comma-separated targets: emoji:CHAR, emoji:U+XXXX or a PNG path" },
-      MG_STORE_SPECS, 0, 1, MG_MAX_TARGETS, 0, 0 },
+      MG_STORE_SPECS, 0, 1, MG_MAX_TARGETS, 0, 0, NULL, NULL },
     INT_KEY("target", "size", size, "40", 4, 1024, "4..1024",
             "the target is resized to size x size pixels (area averaging)"),
     INT_KEY("target", "padding", padding, "16", 0, 1024, "0..1024",
@@ -60,7 +67,7 @@ static const mg_key_def key_table[] = {
 
     { { "train", "seed", MG_KEY_U64, "1", "0..18446744073709551615",
         "run seed; keys every random decision of the run" },
-      MG_STORE_U64, offsetof(mg_config, seed), 0, 0, 0, 0 },
+      MG_STORE_U64, offsetof(mg_config, seed), 0, 0, 0, 0, NULL, NULL },
     INT_KEY("train", "iterations", iterations, "8000", 1, 1000000000, "1..1000000000",
             "total training iterations"),
     INT_KEY("train", "pool_size", pool_size, "1024", 1, 1000000, "1..1000000",
@@ -85,7 +92,7 @@ static const mg_key_def key_table[] = {
     { { "train", "lr_steps", MG_KEY_LIST, "2000",
         "0.." MG_STR(MG_MAX_LR_STEPS) " strictly increasing integers in 1..1000000000",
         "comma-separated iterations at which lr is multiplied by lr_factor; empty for none" },
-      MG_STORE_LR_STEPS, 0, 1, 1000000000, 0, 0 },
+      MG_STORE_LR_STEPS, 0, 1, 1000000000, 0, 0, NULL, NULL },
     DBL_KEY("train", "lr_factor", lr_factor, "0.1", 0, 1, 1, 0, "(0, 1]",
             "factor applied to lr at each of lr_steps"),
     DBL_KEY("train", "beta1", beta1, "0.9", 0, 0, 1, 1, "[0, 1)", "Adam first-moment decay"),
@@ -101,8 +108,13 @@ static const mg_key_def key_table[] = {
             "backprop-through-time memory saving: keep every k-th state and recompute the "
             "rest; 0 = keep every state"),
 
-    { { "run", "backend", MG_KEY_STRING, "cpu", "cpu or cuda", "compute backend" },
-      MG_STORE_BACKEND, offsetof(mg_config, backend), 0, 0, 0, 0 },
+    NAME_KEY("run", "backend", MG_STORE_BACKEND, backend, backends, "backend", "cpu",
+             "cpu or cuda", "compute backend"),
+    NAME_KEY("run", "matmul", MG_STORE_CHOICE, matmul_tf32, matmuls, "precision", "fp32",
+             "fp32 or tf32",
+             "precision of the MLP's matrix products on the GPU: fp32 (FMA, the CPU reference's "
+             "arithmetic) or tf32 (tensor cores: inputs rounded to 10-bit mantissas, fp32 "
+             "accumulation; cuda backend only, on compute capability 8.0 or newer)"),
     INT_KEY("run", "threads", threads, "0", 0, 1024, "0..1024",
             "OpenMP threads; 0 = OpenMP's default"),
     INT_KEY("run", "checkpoint_every", checkpoint_every, "500", 1, 1000000000,
@@ -115,8 +127,6 @@ static const mg_key_def key_table[] = {
 };
 
 #define KEY_COUNT (sizeof key_table / sizeof key_table[0])
-
-static const char *const backends[] = { "cpu", "cuda" };
 
 size_t mg_key_def_count(void) { return KEY_COUNT; }
 
@@ -241,6 +251,16 @@ static int parse_bool(const char *s, int *out)
             return 0;
         }
     }
+    return -1;
+}
+
+/* The index of value in the key's names, or -1 with problem filled. */
+static int parse_name(const mg_key_def *def, const char *value, char *problem, size_t plen)
+{
+    for (int i = 0; def->names[i]; i++)
+        if (!strcmp(value, def->names[i]))
+            return i;
+    snprintf(problem, plen, "not a known %s (allowed %s)", def->what, def->pub.range_text);
     return -1;
 }
 
@@ -453,17 +473,22 @@ int mg_key_parse(const mg_key_def *def, mg_config *cfg, const char *value, char 
         memcpy(field, &v, sizeof v);
         return 0;
     }
-    case MG_STORE_BACKEND:
-        for (size_t i = 0; i < sizeof backends / sizeof backends[0]; i++) {
-            if (!strcmp(value, backends[i])) {
-                /* Names are far shorter than the field; zero the rest for memcmp. */
-                memset(cfg->backend, 0, sizeof cfg->backend);
-                memcpy(cfg->backend, backends[i], strlen(backends[i]) + 1);
-                return 0;
-            }
-        }
-        snprintf(problem, plen, "not a known backend (allowed %s)", range);
-        return -1;
+    case MG_STORE_BACKEND: {
+        int i = parse_name(def, value, problem, plen);
+        if (i < 0)
+            return -1;
+        /* Names are far shorter than the field; zero the rest for memcmp. */
+        memset(cfg->backend, 0, sizeof cfg->backend);
+        memcpy(cfg->backend, def->names[i], strlen(def->names[i]) + 1);
+        return 0;
+    }
+    case MG_STORE_CHOICE: {
+        int i = parse_name(def, value, problem, plen);
+        if (i < 0)
+            return -1;
+        memcpy(field, &i, sizeof i);
+        return 0;
+    }
     case MG_STORE_SPECS:
         return parse_specs(def, cfg, value, problem, plen);
     case MG_STORE_LR_STEPS:
@@ -532,6 +557,21 @@ size_t mg_key_format(const mg_key_def *def, const mg_config *cfg, char *buf, siz
         memcpy(name, cfg->backend, sizeof cfg->backend);
         name[sizeof cfg->backend] = '\0';
         out_str(&o, name);
+        break;
+    }
+    case MG_STORE_CHOICE: {
+        /* An index outside names (a config edited in code) is written as
+         * the number, which validation then refuses by name. */
+        int v, n = 0;
+        memcpy(&v, field, sizeof v);
+        while (def->names[n])
+            n++;
+        if (v >= 0 && v < n) {
+            out_str(&o, def->names[v]);
+        } else {
+            snprintf(num, sizeof num, "%d", v);
+            out_str(&o, num);
+        }
         break;
     }
     case MG_STORE_SPECS: {

@@ -10,13 +10,14 @@
 #include "morphogen/config.h"
 
 /* How a key's value is stored in mg_config (finer than mg_key_type: the two
- * list keys and the one string key each store differently). */
+ * list keys and the string keys each store differently). */
 typedef enum {
     MG_STORE_INT,
     MG_STORE_U64,
     MG_STORE_DOUBLE,
     MG_STORE_BOOL,
-    MG_STORE_BACKEND,  /* char[32], one of a fixed set of names */
+    MG_STORE_BACKEND,  /* char[32], one of names[] */
+    MG_STORE_CHOICE,   /* int, the index of the value in names[] */
     MG_STORE_SPECS,    /* n_targets + spec[][] */
     MG_STORE_LR_STEPS  /* n_lr_steps + lr_steps[] */
 } mg_key_store;
@@ -24,11 +25,15 @@ typedef enum {
 typedef struct mg_key_def {
     mg_config_key pub;  /* first member: mg_config_key_at returns &def->pub */
     mg_key_store store;
-    size_t offset;      /* of the value in mg_config (INT/U64/DOUBLE/BOOL/BACKEND) */
+    size_t offset;      /* of the value in mg_config (all but SPECS and LR_STEPS) */
     /* Bounds for INT, DOUBLE and the entries of LR_STEPS. Every integer
      * bound is far below 2^53, so a double holds it exactly. */
     double lo, hi;
     unsigned char lo_open, hi_open; /* 1: bound excluded, as in "(0, 1]" */
+    /* BACKEND and CHOICE: the allowed values (NULL-terminated) and what one
+     * is called in "'x' is not a known <what>". */
+    const char *const *names;
+    const char *what;
 } mg_key_def;
 
 size_t mg_key_def_count(void);

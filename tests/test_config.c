@@ -146,6 +146,7 @@ static void test_defaults_match_distill(void **state)
     assert_int_equal(c.grad_normalize, 1);
     assert_int_equal(c.checkpoint_steps, 0);
     assert_string_equal(c.backend, "cpu");
+    assert_int_equal(c.matmul_tf32, 0);
     assert_int_equal(c.threads, 0);
     assert_int_equal(c.checkpoint_every, 500);
     assert_int_equal(c.log_every, 50);
@@ -168,7 +169,7 @@ static void test_key_table(void **state)
         "train.damage_radius_max", "train.steps_min", "train.steps_max", "train.lr",
         "train.lr_steps", "train.lr_factor", "train.beta1", "train.beta2", "train.adam_eps",
         "train.weight_decay", "train.grad_normalize", "train.checkpoint_steps",
-        "run.backend", "run.threads", "run.checkpoint_every", "run.log_every",
+        "run.backend", "run.matmul", "run.threads", "run.checkpoint_every", "run.log_every",
         "run.verify_every",
     };
     size_t n = sizeof expected / sizeof expected[0];
@@ -269,7 +270,7 @@ static void test_format_value(void **state)
     const char *want[] = { "16", "128", "0.5", "0.1", LIZARD, "40", "16", "-1", "-1", "false",
                            "1", "8000", "1024", "8", "1", "0", "0.1", "0.4", "64", "96",
                            "0.002", "2000", "0.1", "0.9", "0.999", "1e-08", "0", "true", "0",
-                           "cpu", "0", "500", "50", "100" };
+                           "cpu", "fp32", "0", "500", "50", "100" };
     for (size_t i = 0; i < mg_config_key_count(); i++) {
         mg_config_format_value(&c, i, buf, sizeof buf);
         assert_string_equal(buf, want[i]);
@@ -365,11 +366,12 @@ static void test_round_trip_exact(void **state)
     set_ok(&a, "train.weight_decay=-0.0");
     set_ok(&a, "train.beta2=0.1");
     set_ok(&a, "run.backend=cuda");
+    set_ok(&a, "run.matmul=tf32");
 
     char *text = mg_config_to_ini(&a);
     assert_non_null(text);
     assert_int_equal(strncmp(text, "[model]\nchannels = 128\n", 23), 0);
-    assert_contains(text, "\n[run]\nbackend = cuda\n");
+    assert_contains(text, "\n[run]\nbackend = cuda\nmatmul = tf32\n");
     assert_contains(text, "weight_decay = -0\n");
 
     mg_config b;
@@ -421,6 +423,10 @@ static void test_set_every_type(void **state)
     assert_int_equal(c.grad_normalize, 0);
     set_ok(&c, "run.backend=cuda");            /* string */
     assert_string_equal(c.backend, "cuda");
+    set_ok(&c, "run.matmul=tf32");             /* string, stored as an index */
+    assert_int_equal(c.matmul_tf32, 1);
+    set_ok(&c, "run.matmul=fp32");
+    assert_int_equal(c.matmul_tf32, 0);
     set_ok(&c, "target.spec=a.png");           /* list of strings */
     assert_int_equal(c.n_targets, 1);
     assert_string_equal(c.spec[0], "a.png");
@@ -488,6 +494,8 @@ static void test_file_value_errors(void **state)
     expect_file_error("[seed]\npin = maybe\n", 2, "[seed] pin: 'maybe' is not a boolean",
                       "true/false");
     expect_file_error("[run]\nbackend = gpu\n", 2, "[run] backend: 'gpu'", "cpu or cuda");
+    expect_file_error("[run]\nmatmul = fp16\n", 2,
+                      "[run] matmul: 'fp16' is not a known precision (allowed fp32 or tf32)", NULL);
 
     expect_file_error("[target]\nspec = a,b,c,d,e,f,g,h,i\n", 2, "[target] spec:",
                       "a list of 9 entries (allowed 1..8 entries)");
@@ -549,6 +557,8 @@ static void test_set_errors(void **state)
     expect_set_error("train.lr=nan", "--set train.lr=nan: not a finite number (allowed (0, 10])");
     expect_set_error("seed.pin=2",
                      "--set seed.pin=2: not a boolean (allowed true/false, yes/no, on/off, 1/0)");
+    expect_set_error("run.matmul=TF32",
+                     "--set run.matmul=TF32: not a known precision (allowed fp32 or tf32)");
     expect_set_error("target.spec=a.png ;x.png",
                      "--set target.spec=a.png ;x.png: a list whose entry 1 contains ';' (it "
                      "starts an INI comment)");
@@ -618,6 +628,15 @@ static void test_validate(void **state)
     assert_int_equal(mg_config_validate(&c, "cfg.ini", &err), -1);
     assert_contains(err.msg, "seed.y (40)");
 
+    /* Tensor cores exist only on the GPU. */
+    mg_config_defaults(&c);
+    set_ok(&c, "run.matmul=tf32");
+    assert_int_equal(mg_config_validate(&c, "cfg.ini", &err), -1);
+    assert_string_equal(err.msg, "cfg.ini: run.matmul: 'tf32' needs run.backend = cuda (the cpu "
+                                 "backend computes in fp32)");
+    set_ok(&c, "run.backend=cuda");
+    assert_int_equal(mg_config_validate(&c, "cfg.ini", &err), 0);
+
     /* Configs edited in code get the per-key ranges too. */
     mg_config_defaults(&c);
     c.channels = 2;
@@ -632,6 +651,10 @@ static void test_validate(void **state)
     assert_int_equal(mg_config_validate(&c, "code", &err), -1);
     assert_contains(err.msg, "train.lr");
     assert_one_line(err.msg);
+    mg_config_defaults(&c);
+    c.matmul_tf32 = 2;
+    assert_int_equal(mg_config_validate(&c, "code", &err), -1);
+    assert_string_equal(err.msg, "code: run.matmul: '2' is not a known precision (allowed fp32 or tf32)");
 }
 
 static void test_unreadable_files(void **state)
