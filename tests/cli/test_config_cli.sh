@@ -62,4 +62,16 @@ expect_usage_error "$MORPHOGEN" train GOOD.ini --set model.channels=999 --out "$
 expect_usage_error "$MORPHOGEN" train GOOD.ini --set train.pool_size=4 --out "$MG_WORK/x.h5" -- \
     "train.batch (8) must not exceed train.pool_size (4)"
 
+# run.matmul: an unknown value, and tf32 on the cpu backend (tensor cores are
+# the GPU's), from a flag and from a file. A tiny run, should the check fail.
+SHORT=(--set target.size=4 --set target.padding=0 --set train.iterations=1 --set train.steps_max=2
+       --set train.steps_min=1 --set train.pool_size=8)
+expect_usage_error "$MORPHOGEN" train GOOD.ini "${SHORT[@]}" --set run.matmul=fp16 --out "$MG_WORK/x.h5" -- \
+    "--set run.matmul=fp16" "fp32 or tf32"
+expect_usage_error "$MORPHOGEN" train GOOD.ini "${SHORT[@]}" --set run.matmul=tf32 --out "$MG_WORK/x.h5" -- \
+    "GOOD.ini: run.matmul: 'tf32' needs run.backend = cuda (the cpu backend computes in fp32)"
+printf '[run]\nbackend = cpu\nmatmul = tf32\n' > TF32.ini
+expect_usage_error "$MORPHOGEN" train TF32.ini "${SHORT[@]}" --out "$MG_WORK/x.h5" -- \
+    "TF32.ini: run.matmul: 'tf32' needs run.backend = cuda"
+
 echo "ok"

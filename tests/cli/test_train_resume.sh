@@ -27,6 +27,20 @@ expect_one_line hidden_bad.err "model.hidden"
 [ "$(md5sum < split.h5)" = "$sum_before" ] || fail "the refused resume changed split.h5"
 [ ! -e split.h5.tmp ] || fail "the refused resume left split.h5.tmp"
 
+# run.matmul, like run.backend, may change on resume, but the cross-key rules
+# still hold: tf32 on this run's cpu backend is refused, in one line, before
+# anything is written; tf32 together with run.backend = cuda is no refused
+# change (it then trains on a GPU, or fails for want of one, with exit 1).
+run_status 2 matmul.err "$MORPHOGEN" train --resume "$MG_WORK/split.h5" --set run.matmul=tf32
+expect_one_line matmul.err "run.matmul: 'tf32' needs run.backend = cuda"
+[ "$(md5sum < split.h5)" = "$sum_before" ] || fail "the refused tf32 resume changed split.h5"
+rc=0
+"$MORPHOGEN" train --resume "$MG_WORK/split.h5" --set run.backend=cuda --set run.matmul=tf32 \
+    --out "$MG_WORK/tf32.h5" >/dev/null 2>tf32.err || rc=$?
+[ "$rc" -ne 2 ] && ! grep -q "cannot change" tf32.err ||
+    fail "resuming with run.backend=cuda run.matmul=tf32 was refused (exit $rc): $(cat tf32.err)"
+[ "$(md5sum < split.h5)" = "$sum_before" ] || fail "the tf32 resume into tf32.h5 changed split.h5"
+
 # CONFIG and --resume together are a usage error.
 printf '[model]\nchannels = 8\n' > some.ini
 run_status 2 both.err "$MORPHOGEN" train some.ini --resume "$MG_WORK/split.h5"
@@ -60,6 +74,25 @@ with h5py.File(sys.argv[1], "r") as a, h5py.File(sys.argv[2], "r") as b:
         print("text changes:", changed, "attribute changes:", keys_changed, file=sys.stderr)
     sys.exit(0 if ok else 1)
 PY
+
+# A run file written before run.matmul existed (no such line in /config, no
+# such attribute) resumes as fp32, bit for bit, and gains the key.
+cp half.h5 old.h5
+"$MG_PYTHON" - <<'PY' || fail "could not make old.h5"
+import h5py
+with h5py.File("old.h5", "a") as f:
+    text = f["config"][()].decode()
+    lines = text.splitlines(keepends=True)
+    kept = "".join(l for l in lines if not l.startswith("matmul ="))
+    assert len(kept) < len(text)
+    f["config"][()] = kept
+    del f["config"].attrs["run.matmul"]
+PY
+[ "$(h5_eval old.h5 "'matmul' in f['config'][()].decode() or 'run.matmul' in f['config'].attrs")" = False ] \
+    || fail "old.h5 still names run.matmul"
+"$MORPHOGEN" train --resume "$MG_WORK/old.h5" --set train.iterations=10 2>old.err || fail "resume old.h5: $(cat old.err)"
+h5_same whole.h5 old.h5 "${COMPUTED[@]}"
+[ "$(h5_eval old.h5 "f['config'].attrs['run.matmul']")" = fp32 ] || fail "resumed old.h5 lacks run.matmul = fp32"
 
 # Resuming into another file (--out) leaves the source untouched.
 cp half.h5 src.h5
