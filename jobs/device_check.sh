@@ -11,13 +11,14 @@
 #      mpirun, the bundle's own when there is one), whose run files must be
 #      bitwise equal;
 #   3. benchmarks one training iteration at the Distill config (batch 8,
-#      72x72, C=16, H=128, 64..96 steps): morphogen's cuda backend against the
-#      same recipe in PyTorch (analysis/bench_torch.py --device cuda) eager,
-#      with CUDA graphs and with torch.compile, interleaved, from the same
-#      grown run file, and checks once that the CUDA-graph iterations equal
-#      the eager ones (bench_torch.py --check-graphs);
+#      72x72, C=16, H=128, 64..96 steps): morphogen's cuda backend (fp32, and
+#      run.matmul = tf32 on tensor cores) against the same recipe in PyTorch
+#      (analysis/bench_torch.py --device cuda) eager, with CUDA graphs and
+#      with torch.compile, interleaved, from the same grown run file, and
+#      checks once that the CUDA-graph iterations equal the eager ones
+#      (bench_torch.py --check-graphs);
 #   4. measures forward+backward cell-steps/s at a large config (256x256,
-#      C=32, H=128, batch 8, every cell alive);
+#      C=32, H=128, batch 8, every cell alive), fp32 and, time allowing, tf32;
 #   5. profiles one Distill iteration's kernels with Nsight Compute (ncu),
 #      when it is there, summed per kernel (analysis/kernel_times.py);
 # and prints a short table (also written to $OUT/device_check.md when $OUT is
@@ -66,6 +67,7 @@ trap 'rm -rf "$work"' EXIT
 rows=()
 row() { rows+=("| $1 | $2 | $3 |"); echo "device_check: $1: $2 ${3:+($3)}"; }
 elapsed() { echo $((SECONDS - t0)); }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.1fx", a / b}'; }
 # lim N: N seconds, or what is left of the 270-second budget if that is less.
 lim() { local left=$((270 - SECONDS + t0)); [ "$1" -lt "$left" ] && echo "$1" || echo $((left > 1 ? left : 1)); }
 # tmo N CMD...: CMD under lim N. Every command that could block (nvidia-smi,
@@ -330,26 +332,30 @@ print("%.6f %.6f" % (per_iteration(done + warm + 1, done + warm + iters + 1),
                      per_iteration(done + 1, done + iters + 1)))
 PY
         }
-        # m_iters NAME: morphogen's iterations from the grown pool in a copy
-        # NAME.h5; prints speed's "TIMED FIRST", or the log's tail on stderr
+        # m_iters NAME [ARG...]: morphogen's iterations from the grown pool in
+        # a copy NAME.h5, with ARGs (--set run.matmul=tf32) added to the
+        # resume; prints speed's "TIMED FIRST", or the log's tail on stderr
         # and fails.
         m_iters() {
             cp "$start" "$work/$1.h5"
             if tmo 60 "$morphogen" train --resume "$work/$1.h5" --set train.iterations=$((done_iter + warm + iters + 1)) \
-                    --set run.checkpoint_every=1000000000 --set run.log_every=1000000000 >"$work/$1.log" 2>&1; then
+                    --set run.checkpoint_every=1000000000 --set run.log_every=1000000000 "${@:2}" >"$work/$1.log" 2>&1; then
                 speed "$work/$1.h5"
             else
                 tail -n 3 "$work/$1.log" >&2
                 return 1
             fi
         }
-        m_s=() m_first=() n_s=() e_s=() g_s=() c_s=() g_capture=""
+        m_s=() m_first=() n_s=() tf_s=() e_s=() g_s=() c_s=() g_capture=""
         for round in 1 2; do
             [ "$(elapsed)" -lt 200 ] || { echo "device_check: time budget: stopping after $((round - 1)) round(s)"; break; }
             # With CUDA graphs (captured at the first use of each rollout
             # length, mostly during the warm-up) and without.
             t_m=$(m_iters m) && m_s+=("${t_m% *}") && m_first+=("${t_m#* }")
             t_n=$(MORPHOGEN_CUDA_GRAPHS=0 m_iters n) && n_s+=("${t_n% *}")
+            # The MLP's products on tensor cores (TF32 inputs, fp32
+            # accumulation), with CUDA graphs, from the same grown pool.
+            t_tf=$(m_iters tf --set run.matmul=tf32) && tf_s+=("${t_tf% *}")
             if [ "$have_torch" -eq 1 ]; then
                 line=$(tmo 60 "$python" analysis/bench_torch.py "$start" --device cuda --dense native \
                        --iterations "$iters" --warmup $((warm + 1)) 2>"$work/t.log" | grep '^torch: ') &&
@@ -387,12 +393,15 @@ PY
             [ -n "$g_check_note" ] || g_check_note="no verdict (timed out?), see the lines above"
         fi
         best() { [ $# -gt 0 ] && printf '%s\n' "$@" | sort -g | head -n 1; }
-        m=$(best "${m_s[@]}") n=$(best "${n_s[@]}") e=$(best "${e_s[@]}") g=$(best "${g_s[@]}") c=$(best "${c_s[@]}")
-        ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.1fx", a / b}'; }
+        m=$(best "${m_s[@]}") n=$(best "${n_s[@]}") tf=$(best "${tf_s[@]}")
+        e=$(best "${e_s[@]}") g=$(best "${g_s[@]}") c=$(best "${c_s[@]}")
         [ -n "$m" ] && row "morphogen cuda, s/iteration" "$m" "best of ${#m_s[@]} round(s) of $iters iterations after $warm warm-up ones; the first $iters of a process, capturing CUDA graphs, $(best "${m_first[@]}") s each" ||
             row "morphogen cuda" "FAILED" "see the lines above"
         [ -n "$n" ] && row "morphogen cuda without CUDA graphs, s/iteration" "$n" "MORPHOGEN_CUDA_GRAPHS=0" ||
             row "morphogen cuda without CUDA graphs" "FAILED" "see the lines above"
+        [ -n "$tf" ] && row "morphogen cuda, tf32 tensor cores, s/iteration" "$tf" \
+                "--set run.matmul=tf32, with CUDA graphs${m:+; $(ratio "$m" "$tf") the fp32 speed}" ||
+            row "morphogen cuda, tf32 tensor cores" "FAILED" "see the lines above"
         if [ "$have_torch" -eq 0 ]; then
             row "PyTorch" "not run" "$python: no torch with CUDA"
         else
@@ -425,7 +434,8 @@ fi
 # holds (morphogen's own allocations, from its "done" line). Then
 # `morphogen grad` on 8 random live 256x256 states of its run file, timed
 # at two rollout lengths: the difference removes start-up, transfers and
-# file I/O.
+# file I/O. The same pair again with run.matmul = tf32 (tensor cores) when
+# the budget leaves the profile below its time.
 if [ -n "$morphogen" ] && [ "$have_h5py" -eq 1 ] && [ "$(elapsed)" -lt 240 ]; then
     big=(--set target.spec="$root/jobs/data/lizard_40.png" --set target.size=200 --set target.padding=28
          --set model.channels=32 --set model.hidden=128 --set train.batch=8 --set train.pool_size=8
@@ -444,15 +454,19 @@ PY
         mem=$(grep -m1 -oE 'GPU memory [0-9]+ MiB' "$work/big.log")
         row "256x256 C=32 H=128 B=8, 200 steps, checkpoint 10" "trains" \
             "${mem:-no GPU memory reported}, 1 iteration from seeds"
+        # t_of STEPS [ARG...]: seconds of `morphogen grad` over STEPS steps,
+        # with ARGs (--set run.matmul=tf32) added.
         t_of() {
             local s
             s=$(date +%s.%N)
             tmo 60 "$morphogen" grad "$work/big.h5" --states "$work/states.h5" --steps "$1" --out "$work/g$1.h5" \
-                >/dev/null 2>"$work/g.log" || { tail -n 2 "$work/g.log" >&2; return 1; }
+                "${@:2}" >/dev/null 2>"$work/g.log" || { tail -n 2 "$work/g.log" >&2; return 1; }
             awk -v s="$s" -v e="$(date +%s.%N)" 'BEGIN {printf "%.4f", e - s}'
         }
+        # cell_rate T8 T40: forward+backward cell-steps/s from the two times.
+        cell_rate() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.3g", 8 * 65536 * 32 / (b - a)}'; }
         if ta=$(t_of 8) && tb=$(t_of 40); then
-            cs=$(awk -v a="$ta" -v b="$tb" 'BEGIN {printf "%.3g", 8 * 65536 * 32 / (b - a)}')
+            cs=$(cell_rate "$ta" "$tb")
             row "256x256 C=32 H=128 B=8, fwd+bwd" "$cs cell-steps/s" "grad, 40 vs 8 steps: $tb s vs $ta s, fire 0.5, all alive"
             # Useful FLOP/s: half the cells fire, each computed cell-step is
             # 122,880 FLOPs forward and backward (kernels/README.md, the
@@ -480,6 +494,16 @@ PY
 )
             fi
             row "achieved, large config" "$flops FLOP/s" "${rates:-GPU rates not measured (no torch)}"
+            tf32_row="256x256 C=32 H=128 B=8, fwd+bwd, tf32 tensor cores"
+            if [ "$(elapsed)" -ge 215 ]; then
+                row "$tf32_row" "not run" "time budget"
+            elif ta=$(t_of 8 --set run.matmul=tf32) && tb=$(t_of 40 --set run.matmul=tf32); then
+                ct=$(cell_rate "$ta" "$tb")
+                row "$tf32_row" "$ct cell-steps/s" \
+                    "grad --set run.matmul=tf32, 40 vs 8 steps: $tb s vs $ta s; $(ratio "$ct" "$cs") the fp32 rate"
+            else
+                row "$tf32_row" "FAILED" "morphogen grad --set run.matmul=tf32 (above)"
+            fi
         else
             row "large config" "FAILED" "morphogen grad (above)"
         fi
