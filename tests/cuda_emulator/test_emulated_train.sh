@@ -9,7 +9,12 @@
 #    library) or NCCL (emulated over MPI on two emulated GPUs);
 #  - diverged replicas stop a 2-rank run (the check downloads the weights);
 #  - the losses of a short run equal the CPU backend's to float rounding
-#    (same weights, states and fire masks; the kernels sum in other orders).
+#    (same weights, states and fire masks; the kernels sum in other orders);
+#  - with run.matmul = tf32 (tensor cores, rounded as the hardware rounds by
+#    the emulator's mma.h): 2 ranks over NCCL equal 1 rank bit for bit, the
+#    losses differ from the fp32 run's (the tensor-core kernels ran) but stay
+#    within TF32's tolerance of the CPU's, and a GPU older than compute
+#    capability 8.0 (MG_CUEMU_CC_MAJOR=7) is refused with one line.
 set -euo pipefail
 source "$MG_SOURCE_DIR/tests/cli/lib.sh"
 : "${MORPHOGEN_CPU:?MORPHOGEN_CPU must name the plain morphogen executable}"
@@ -95,4 +100,34 @@ rel = np.abs(gpu - cpu) / np.abs(cpu)
 print("relative difference:", rel)
 assert np.all(rel <= 1e-5), rel
 PY
-echo "cuda backend on the emulator: 1 and 2 ranks identical (MPI and emulated-NCCL exchange), losses equal to the cpu backend to 1e-5"
+
+# Tensor cores (run.matmul = tf32).
+"$MORPHOGEN" train "${RUN[@]}" --set run.backend=cuda --set run.matmul=tf32 --out tf32.h5 >/dev/null 2>tf32.err ||
+    fail "1 rank, tf32: $(cat tf32.err)"
+"${MPIRUN[@]}" -np 2 -x MG_CUEMU_DEVICES=2 -x MORPHOGEN_NCCL="$MG_NCCL_EMULATED" "$MORPHOGEN" train "${RUN[@]}" \
+    --set run.backend=cuda --set run.matmul=tf32 --out tf32two.h5 >/dev/null 2>tf32two.err ||
+    fail "2 ranks, NCCL, tf32: $(cat tf32two.err)"
+h5_same tf32.h5 tf32two.h5 "${STATE[@]}"
+"$MG_PYTHON" - tf32.h5 one.h5 cpu.h5 <<'PY' || fail "tf32 losses: not the tensor-core path, or off the cpu's"
+import sys
+import h5py
+import numpy as np
+tf32, fp32, cpu = (h5py.File(p, "r")["metrics/loss"][:] for p in sys.argv[1:4])
+print("loss per iteration, cuda tf32 (emulated):", tf32)
+rel = np.abs(tf32 - cpu) / np.abs(cpu)
+print("relative difference from the cpu backend:", rel)
+# TF32 rounds each multiplicand to 11 significant bits: the parity test
+# measured losses within 1.8e-5 of fp32's after one rollout; six training
+# iterations compound it through the weights. 1e-3 is TF32's loss tolerance
+# there; a rollout gone wrong is off by far more.
+assert np.all(rel <= 1e-3), rel
+assert np.any(tf32 != fp32), "tf32 gave the fp32 run's bits: the tensor-core kernels did not run"
+PY
+rc=0
+MG_CUEMU_CC_MAJOR=7 "$MORPHOGEN" train "${RUN[@]}" --set run.backend=cuda --set run.matmul=tf32 --out old.h5 \
+    >/dev/null 2>old.err || rc=$?
+[ "$rc" = 1 ] || fail "tf32 on compute capability 7.x: exit $rc, expected 1: $(cat old.err)"
+[ "$(wc -l <old.err)" = 1 ] && grep -qF "run.matmul: 'tf32' needs tensor cores with TF32 (compute capability 8.0 or newer), and GPU 0 is 7.x" old.err ||
+    fail "tf32 on compute capability 7.x is not refused in one line: $(cat old.err)"
+[ ! -e old.h5 ] || fail "the refused tf32 run left a run file"
+echo "cuda backend on the emulator: 1 and 2 ranks identical (MPI and emulated-NCCL exchange), losses equal to the cpu backend to 1e-5; tf32: 1 and 2 ranks identical, losses within 1e-3 of the cpu's, refused below compute capability 8.0"
