@@ -7,9 +7,11 @@
  * load/store/fill/mma, or apply the same operation to every element. The
  * emulator picks a mapping that makes a lane's work independent of the
  * other lanes (the lanes are fibers that meet only at barriers):
- *   - a multiplicand fragment holds the whole tile in every lane;
  *   - lane l of an accumulator holds elements l, l + 32, ... (row-major
- *     order of the 16x16 tile), and mma_sync computes only those.
+ *     order of the 16x16 tile): row l/16 + 2e, column l%16 for e = 0..7;
+ *   - its multiplicand fragments hold what those need: the 8 rows
+ *     l/16 + 2e of A (64 elements) and column l%16 of B (8 elements);
+ *   - mma_sync computes the lane's own 8 results.
  * So each lane stores only its own share of a result: a warp whose lanes do
  * not all take part (divergence) leaves elements unwritten, which the
  * emulator's NaN-filled memory turns into a failed comparison.
@@ -101,16 +103,17 @@ static inline void cuemu_check_tile(const char *what, const void *p, unsigned ld
 
 template <typename Use, int M, int N, int K, typename T, typename Layout = void> class fragment;
 
-/* Multiplicands: the whole tile in every lane, rows x cols in row-major order. */
-template <int Rows, int Cols> struct cuemu_whole_tile {
-    static constexpr int num_elements = Rows * Cols;
+/* Multiplicands, lane l: A's rows l/16 + 2e (e = 0..7) as x[8 e + k]; B's
+ * column l%16 as x[k]. */
+template <int N> struct cuemu_lane_part {
+    static constexpr int num_elements = N;
     typedef float element_type;
-    float x[Rows * Cols];
+    float x[N];
 };
 template <typename Layout>
-class fragment<matrix_a, 16, 16, 8, precision::tf32, Layout> : public cuemu_whole_tile<16, 8> {};
+class fragment<matrix_a, 16, 16, 8, precision::tf32, Layout> : public cuemu_lane_part<64> {};
 template <typename Layout>
-class fragment<matrix_b, 16, 16, 8, precision::tf32, Layout> : public cuemu_whole_tile<8, 16> {};
+class fragment<matrix_b, 16, 16, 8, precision::tf32, Layout> : public cuemu_lane_part<8> {};
 
 /* Accumulator: lane l holds elements l + 32 e of the 16x16 tile. */
 template <> class fragment<accumulator, 16, 16, 8, float> {
@@ -121,34 +124,48 @@ public:
 };
 typedef fragment<accumulator, 16, 16, 8, float> cuemu_accumulator;
 
-template <int Rows, int Cols>
-static inline void cuemu_load_whole(cuemu_whole_tile<Rows, Cols> &f, const float *p, unsigned ldm, bool row_major_memory)
+/* Element (r, c) of a tile at p in row- or column-major memory. */
+static inline float cuemu_at(const float *p, unsigned ldm, bool row_major_memory, int r, int c)
+{
+    return row_major_memory ? p[(size_t)r * ldm + c] : p[(size_t)c * ldm + r];
+}
+
+static inline void cuemu_load_a(cuemu_lane_part<64> &f, const float *p, unsigned ldm, bool row_major_memory)
 {
     cuemu_check_tile("wmma::load_matrix_sync", p, ldm);
-    for (int r = 0; r < Rows; r++)
-        for (int c = 0; c < Cols; c++)
-            f.x[r * Cols + c] = row_major_memory ? p[(size_t)r * ldm + c] : p[(size_t)c * ldm + r];
+    const int l = cuemu_lane();
+    for (int e = 0; e < 8; e++)
+        for (int k = 0; k < 8; k++)
+            f.x[8 * e + k] = cuemu_at(p, ldm, row_major_memory, l / 16 + 2 * e, k);
+}
+
+static inline void cuemu_load_b(cuemu_lane_part<8> &f, const float *p, unsigned ldm, bool row_major_memory)
+{
+    cuemu_check_tile("wmma::load_matrix_sync", p, ldm);
+    const int l = cuemu_lane();
+    for (int k = 0; k < 8; k++)
+        f.x[k] = cuemu_at(p, ldm, row_major_memory, k, l % 16);
 }
 
 static inline void load_matrix_sync(fragment<matrix_a, 16, 16, 8, precision::tf32, row_major> &f, const float *p,
                                     unsigned ldm)
 {
-    cuemu_load_whole(f, p, ldm, true);
+    cuemu_load_a(f, p, ldm, true);
 }
 static inline void load_matrix_sync(fragment<matrix_a, 16, 16, 8, precision::tf32, col_major> &f, const float *p,
                                     unsigned ldm)
 {
-    cuemu_load_whole(f, p, ldm, false);
+    cuemu_load_a(f, p, ldm, false);
 }
 static inline void load_matrix_sync(fragment<matrix_b, 16, 16, 8, precision::tf32, row_major> &f, const float *p,
                                     unsigned ldm)
 {
-    cuemu_load_whole(f, p, ldm, true);
+    cuemu_load_b(f, p, ldm, true);
 }
 static inline void load_matrix_sync(fragment<matrix_b, 16, 16, 8, precision::tf32, col_major> &f, const float *p,
                                     unsigned ldm)
 {
-    cuemu_load_whole(f, p, ldm, false);
+    cuemu_load_b(f, p, ldm, false);
 }
 
 static inline size_t cuemu_acc_offset(int e, unsigned ldm, layout_t layout)
@@ -182,11 +199,13 @@ static inline void mma_sync(cuemu_accumulator &d, const fragment<matrix_a, 16, 1
                             const fragment<matrix_b, 16, 16, 8, precision::tf32, LayoutB> &b,
                             const cuemu_accumulator &c)
 {
+    float bk[8];
+    for (int k = 0; k < 8; k++)
+        bk[k] = cuemu_tf32_operand(b.x[k]);
     for (int e = 0; e < 8; e++) {
-        const int i = cuemu_lane() + 32 * e, r = i / 16, col = i % 16;
         float acc = c.x[e];
         for (int k = 0; k < 8; k++)
-            acc += cuemu_tf32_operand(a.x[r * 8 + k]) * cuemu_tf32_operand(b.x[k * 16 + col]);
+            acc += cuemu_tf32_operand(a.x[8 * e + k]) * bk[k];
         d.x[e] = acc;
     }
 }
