@@ -24,7 +24,8 @@ static const char USAGE[] =
     "/final_states, /grad/w1 /grad/b1 /grad/w2 (gradient of the batch-mean loss, before any\n"
     "normalisation) and /grad/states (w.r.t. the input states). Fire masks use the run seed,\n"
     "iteration 0 and sample = row index; --set model.fire_rate=1 makes the rollout deterministic.\n"
-    "--set may change keys that keep the shapes (model.fire_rate, model.alive_threshold, seed.*).\n";
+    "--set may change keys that keep the shapes (model.fire_rate, model.alive_threshold, seed.*) and\n"
+    "run.* (run.backend, run.matmul = tf32 for the tensor cores, run.threads).\n";
 
 static int write_outputs(const char *out_path, const mg_tensor_desc *tensors, int n_tensors, const float *grad,
                          const double *loss, int B, const int64_t *state_dims, const float *final_states,
@@ -78,10 +79,12 @@ static int write_outputs(const char *out_path, const mg_tensor_desc *tensors, in
     return mg_commit_tmp(path, out_path, err);
 }
 
+/* Keys that leave the run's shapes and weights as they are: the rollout's
+ * rules, the seed cell, and how and where it is computed (run.*). */
 static int shape_preserving(const char *assignment)
 {
     return strncmp(assignment, "model.fire_rate=", 16) == 0 || strncmp(assignment, "model.alive_threshold=", 22) == 0 ||
-           strncmp(assignment, "seed.", 5) == 0;
+           strncmp(assignment, "seed.", 5) == 0 || strncmp(assignment, "run.", 4) == 0;
 }
 
 int mg_cmd_grad(int argc, char **argv)
@@ -106,8 +109,8 @@ int mg_cmd_grad(int argc, char **argv)
             out_path = v;
         } else if ((v = mg_cli_value("grad", "--set", argc, argv, &i, &missing))) {
             if (!shape_preserving(v) || n_sets == 64) {
-                fprintf(stderr, "morphogen grad: --set %s: only model.fire_rate, model.alive_threshold and "
-                                "seed.* can be changed here\n", v);
+                fprintf(stderr, "morphogen grad: --set %s: only model.fire_rate, model.alive_threshold, seed.* "
+                                "and run.* can be changed here\n", v);
                 return MG_EXIT_USAGE;
             }
             sets[n_sets++] = v;

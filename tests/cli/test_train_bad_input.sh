@@ -165,6 +165,9 @@ bad_flags grad_extra "extra" -- grad "$MG_WORK/good.h5" extra --states "$MG_WORK
 bad_flags grad_nosteps "--steps" -- grad "$MG_WORK/good.h5" --states "$MG_WORK/states.h5" --out "$MG_WORK/grad.h5"
 bad_flags grad_shape_key "model.hidden" -- grad "$MG_WORK/good.h5" --states "$MG_WORK/states.h5" --steps 2 \
     --out "$MG_WORK/grad.h5" --set model.hidden=16
+# run.* may change, but tensor cores need the cuda backend (good.h5 is a cpu run).
+bad_flags grad_tf32_cpu "run.matmul: 'tf32' needs run.backend = cuda" -- grad "$MG_WORK/good.h5" \
+    --states "$MG_WORK/states.h5" --steps 2 --out "$MG_WORK/grad.h5" --set run.matmul=tf32
 bad_flags target_unknown "--bogus" -- target 'emoji:U+1F98E' --out "$MG_WORK/t.png" --bogus
 bad_flags target_missing "--out" -- target 'emoji:U+1F98E' --out
 bad_flags target_extra "second" -- target first second --out "$MG_WORK/t.png"

@@ -123,6 +123,32 @@ print("relative difference from the cpu backend:", rel)
 assert np.all(rel <= 1e-3), rel
 assert np.any(tf32 != fp32), "tf32 gave the fp32 run's bits: the tensor-core kernels did not run"
 PY
+# morphogen grad on tensor cores (--set run.matmul=tf32, as the device
+# check's large-config row runs it): gradients within TF32's tolerance of
+# the fp32 ones (parity test: 1e-1 of each tensor's scale), and not the same bits.
+"$MG_PYTHON" - one.h5 states.h5 <<'PY' || fail "could not write grad's input states"
+import sys
+import h5py
+import numpy as np
+pool = h5py.File(sys.argv[1], "r")["checkpoint/pool/states"][:3]
+h5py.File(sys.argv[2], "w")["states"] = pool.astype(np.float32)
+PY
+for mm in fp32 tf32; do
+    "$MORPHOGEN" grad one.h5 --states states.h5 --steps 6 --out "grad_$mm.h5" --set "run.matmul=$mm" >/dev/null \
+        2>"grad_$mm.err" || fail "grad --set run.matmul=$mm: $(cat "grad_$mm.err")"
+done
+"$MG_PYTHON" - grad_tf32.h5 grad_fp32.h5 <<'PY' || fail "grad on tensor cores: not within TF32's tolerance of fp32, or the same bits"
+import sys
+import h5py
+import numpy as np
+tf32, fp32 = (h5py.File(p, "r") for p in sys.argv[1:3])
+for name in ("grad/w1", "grad/b1", "grad/w2", "grad/states"):
+    a, b = tf32[name][:], fp32[name][:]
+    ratio = np.abs(a - b).max() / np.abs(b).max()
+    print("grad, tf32 against fp32:", name, "max |difference| / scale =", ratio)
+    assert ratio <= 1e-1, (name, ratio)
+assert np.any(tf32["grad/w1"][:] != fp32["grad/w1"][:]), "the same bits: run.matmul=tf32 did not reach grad"
+PY
 rc=0
 MG_CUEMU_CC_MAJOR=7 "$MORPHOGEN" train "${RUN[@]}" --set run.backend=cuda --set run.matmul=tf32 --out old.h5 \
     >/dev/null 2>old.err || rc=$?
