@@ -21,8 +21,9 @@
  *
  * r = relu(z) replaces z: the backward pass needs z only through
  * relu'(z) = (r > 0) and relu(z) itself. Tensor cores need compute
- * capability 8.0; older architectures compile these kernels to a trap, and
- * the host refuses tf32 on such GPUs before launching anything. */
+ * capability 8.0; for older architectures (MORPHOGEN_CUDA_ARCHITECTURES
+ * may list them) the wmma code is left out and the kernels compile to a
+ * trap, and the host refuses tf32 on such GPUs before launching anything. */
 #include <type_traits>
 
 #include <mma.h>
@@ -34,11 +35,20 @@ using namespace nvcuda;
 
 #define MG_TC_WARPS (MG_CUDA_THREADS / 32)
 
+/* TF32 wmma exists from sm_80 on; the host pass always sees it. */
+#if !defined(__CUDA_ARCH__) || __CUDA_ARCH__ >= 800
+#define MG_TC_HAVE_TF32 1
+#else
+#define MG_TC_HAVE_TF32 0
+#endif
+
+#if MG_TC_HAVE_TF32
 typedef wmma::fragment<wmma::matrix_a, 16, 16, 8, wmma::precision::tf32, wmma::row_major> mg_frag_a_row;
 typedef wmma::fragment<wmma::matrix_a, 16, 16, 8, wmma::precision::tf32, wmma::col_major> mg_frag_a_col;
 typedef wmma::fragment<wmma::matrix_b, 16, 16, 8, wmma::precision::tf32, wmma::row_major> mg_frag_b_row;
 typedef wmma::fragment<wmma::matrix_b, 16, 16, 8, wmma::precision::tf32, wmma::col_major> mg_frag_b_col;
 typedef wmma::fragment<wmma::accumulator, 16, 16, 8, float> mg_frag_acc;
+#endif
 
 /* Shared memory of the tensor-core kernels, offsets in floats, each a
  * multiple of 8 (32 bytes, wmma's pointer alignment). Row strides are the
@@ -102,6 +112,7 @@ __device__ __forceinline__ void mg_tc_stage(const mg_tc_layout &L, const float *
     }
 }
 
+#if MG_TC_HAVE_TF32
 template <typename Frag> __device__ __forceinline__ void mg_tc_round(Frag &f)
 {
     for (int i = 0; i < f.num_elements; i++)
@@ -156,6 +167,7 @@ __device__ __forceinline__ void mg_tc_hidden(const mg_tc_layout &L, float *sm)
     __syncthreads();
     mg_tc_bias_relu(L, sm);
 }
+#endif
 
 /* Shared by both kernels: the block's early exit, the staging, and each
  * tile's cell list and perception. Returns the number of tiles of sample b. */
@@ -182,7 +194,7 @@ __device__ __forceinline__ int mg_tc_begin_tile(const mg_tc_layout &L, const mg_
 __global__ void __launch_bounds__(MG_CUDA_THREADS)
 k_mlp_forward_tf32(mg_cuda_step a, mg_cuda_work w, const float *__restrict__ s_in, float *__restrict__ s_mid)
 {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 800
+#if !MG_TC_HAVE_TF32
     __trap();
 #else
     extern __shared__ float4 smem_tf4[];
@@ -211,6 +223,7 @@ k_mlp_forward_tf32(mg_cuda_step a, mg_cuda_work w, const float *__restrict__ s_i
 #endif
 }
 
+#if MG_TC_HAVE_TF32
 /* The tile's weight gradients, gw1 = p^T g (KP/16 x HP/16 tiles) and
  * gw2 = r^T gu (HP/16 x CP/16 tiles), added into the block's slice `part`.
  * In rounds of one tile per warp: each warp stores its 16x16 result into
@@ -262,11 +275,12 @@ __device__ __forceinline__ void mg_tc_weight_grads(const mg_tc_layout &L, float 
         __syncthreads();
     }
 }
+#endif
 
 __global__ void __launch_bounds__(MG_CUDA_THREADS)
 k_mlp_backward_tf32(mg_cuda_step a, mg_cuda_work w, const float *__restrict__ s_in, const float *__restrict__ g_out)
 {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 800
+#if !MG_TC_HAVE_TF32
     __trap();
 #else
     extern __shared__ float4 smem_tb4[];
