@@ -169,8 +169,9 @@ __device__ __forceinline__ void mg_tc_hidden(const mg_tc_layout &L, float *sm)
 }
 #endif
 
-/* Shared by both kernels: the block's early exit, the staging, and each
- * tile's cell list and perception. Returns the number of tiles of sample b. */
+/* Shared by both kernels: the number of tiles of sample b (a block whose
+ * first tile is past it leaves at once), and the start of each tile (its
+ * cell list, then its perception into p; returns the tile's cell count). */
 __device__ __forceinline__ int mg_tc_tiles(const mg_cuda_work &w, int b)
 {
     const int count = w.d_count[b];
