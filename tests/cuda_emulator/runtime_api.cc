@@ -99,6 +99,13 @@ void cuemu_check_kernel_pointer(const char *kernel, int index, const void *p)
                     "freed since the launch was captured?)", kernel, index, p);
 }
 
+void cuemu_check_kernel_pointer_field(const char *kernel, int index, const char *field, const void *p)
+{
+    if (p && !allocation_holding(p, 0))
+        cuemu_fatal("kernel %s: field %s of struct parameter %d (%p) is not device memory (a host pointer, or "
+                    "memory freed since the launch was captured?)", kernel, field, index, p);
+}
+
 cudaError_t cuemu_set_error(cudaError_t error)
 {
     last_error = error;

@@ -93,6 +93,20 @@ __global__ void k_mma(const float *a, const float *b, const float *c, float *d, 
     wmma::store_matrix_sync(d, acc, 16, wmma::mem_row_major);
 }
 
+/* A struct parameter with a device pointer inside, declared to the launch
+ * check as kernels/mg_cuda.h's structs are (cuemu_kernel_structs.h). */
+struct sc_args {
+    int n;
+    float *out;
+};
+static inline void cuemu_pointer_fields(const sc_args &a, const cuemu_field_visitor &visit) { visit("out", a.out); }
+
+__global__ void k_struct_param(sc_args a)
+{
+    if ((int)threadIdx.x < a.n)
+        a.out[threadIdx.x] = 1.0f;
+}
+
 static int failures;
 
 static void check(bool ok, const char *what)
@@ -180,6 +194,10 @@ int main(void)
           "a kernel given a host pointer stops the emulation");
     check(dies_saying([&] { k_block_sum<<<BLOCKS, THREADS>>>(in, out + BLOCKS + 1, 1); }, "pointer parameter 1"),
           "a kernel given a pointer past its allocation stops the emulation");
+    k_struct_param<<<1, 32>>>(sc_args{BLOCKS, out});
+    check(cudaGetLastError() == cudaSuccess, "a struct parameter holding device memory");
+    check(dies_saying([&] { k_struct_param<<<1, 32>>>(sc_args{BLOCKS, got}); }, "field out of struct parameter 0"),
+          "a struct parameter holding a host pointer stops the emulation");
     check(dies_saying([&] { cudaMemcpy(got, host_in, sizeof got, cudaMemcpyHostToDevice); }, "not inside one live"),
           "a host-to-device copy to host memory stops the emulation");
     check(dies_saying([&] { cudaMemcpy(got, out, sizeof got + 4, cudaMemcpyDeviceToHost); }, "not inside one live"),

@@ -104,6 +104,19 @@ void cuemu_launch(const cuemu_launch_config &config, void (*thread_body)(void *c
  * on the CPU but faults on a GPU. */
 void cuemu_check_kernel_pointer(const char *kernel, int index, const void *p);
 
+/* Struct parameters that carry device pointers: where an overload
+ *   void cuemu_pointer_fields(const T &value, const cuemu_field_visitor &visit)
+ * calls visit(field name, pointer) for each pointer field of T, each is
+ * checked as a pointer parameter is (cuemu_kernel_structs.h has those of
+ * kernels/mg_cuda.h; generate.cmake includes it in the kernels' copies). */
+typedef std::function<void(const char *field, const void *p)> cuemu_field_visitor;
+void cuemu_check_kernel_pointer_field(const char *kernel, int index, const char *field, const void *p);
+template <class T, class = void> struct cuemu_has_pointer_fields : std::false_type {};
+template <class T>
+struct cuemu_has_pointer_fields<T, std::void_t<decltype(cuemu_pointer_fields(std::declval<const T &>(),
+                                                                             std::declval<const cuemu_field_visitor &>()))>>
+    : std::true_type {};
+
 template <class... P> struct cuemu_launch_expr {
     void (*kernel)(P...);
     cuemu_launch_config config;
@@ -112,13 +125,18 @@ template <class... P> struct cuemu_launch_expr {
     {
         if constexpr (std::is_pointer_v<T>)
             cuemu_check_kernel_pointer(name, index, static_cast<const void *>(value));
+        else if constexpr (cuemu_has_pointer_fields<T>::value)
+            cuemu_pointer_fields(value, [&](const char *field, const void *p) {
+                cuemu_check_kernel_pointer_field(name, index, field, p);
+            });
     }
 
     static void run(void (*k)(P...), const cuemu_launch_config &c, std::tuple<P...> &params)
     {
-        /* Every pointer parameter, at every launch and every replay of a
-         * captured one (an allocation freed since the capture shows here).
-         * Pointers inside struct parameters are not seen. */
+        /* Every pointer parameter, and every pointer field of a struct
+         * parameter that has cuemu_pointer_fields, at every launch and every
+         * replay of a captured one (an allocation freed since the capture
+         * shows here). */
         int index = 0;
         std::apply([&](const auto &...value) { (check_param(c.name, index++, value), ...); }, params);
         struct bound {
