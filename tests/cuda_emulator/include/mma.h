@@ -32,6 +32,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <type_traits>
+
 #include "cuemu.h"
 
 namespace nvcuda {
@@ -147,25 +149,17 @@ static inline void cuemu_load_b(cuemu_lane_part<8> &f, const float *p, unsigned 
         f.x[k] = cuemu_at(p, ldm, row_major_memory, k, l % 16);
 }
 
-static inline void load_matrix_sync(fragment<matrix_a, 16, 16, 8, precision::tf32, row_major> &f, const float *p,
+template <typename Layout>
+static inline void load_matrix_sync(fragment<matrix_a, 16, 16, 8, precision::tf32, Layout> &f, const float *p,
                                     unsigned ldm)
 {
-    cuemu_load_a(f, p, ldm, true);
+    cuemu_load_a(f, p, ldm, std::is_same<Layout, row_major>::value);
 }
-static inline void load_matrix_sync(fragment<matrix_a, 16, 16, 8, precision::tf32, col_major> &f, const float *p,
+template <typename Layout>
+static inline void load_matrix_sync(fragment<matrix_b, 16, 16, 8, precision::tf32, Layout> &f, const float *p,
                                     unsigned ldm)
 {
-    cuemu_load_a(f, p, ldm, false);
-}
-static inline void load_matrix_sync(fragment<matrix_b, 16, 16, 8, precision::tf32, row_major> &f, const float *p,
-                                    unsigned ldm)
-{
-    cuemu_load_b(f, p, ldm, true);
-}
-static inline void load_matrix_sync(fragment<matrix_b, 16, 16, 8, precision::tf32, col_major> &f, const float *p,
-                                    unsigned ldm)
-{
-    cuemu_load_b(f, p, ldm, false);
+    cuemu_load_b(f, p, ldm, std::is_same<Layout, row_major>::value);
 }
 
 static inline size_t cuemu_acc_offset(int e, unsigned ldm, layout_t layout)
