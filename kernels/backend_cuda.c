@@ -437,9 +437,12 @@ mg_backend *mg_backend_cuda_create(const mg_config *cfg, const mg_nca_dims *dims
         return NULL;
     }
     if (cb->smem > (size_t)smem_optin) {
+        /* The tensor-core tiles are padded wider: fp32 may still fit. */
+        const int fp32_fits = cb->tf32 && mg_cuda_mlp_smem_bytes(dims->channels, dims->hidden, 0) <= (size_t)smem_optin;
         mg_fail(err, "cuda backend: model.channels = %d with model.hidden = %d needs %zu bytes of shared memory per "
-                     "block, more than this GPU's %d; use run.backend = cpu for a model this large",
-                dims->channels, dims->hidden, cb->smem, smem_optin);
+                     "block%s, more than this GPU's %d; use %s for a model this large",
+                dims->channels, dims->hidden, cb->smem, cb->tf32 ? " with run.matmul = tf32" : "", smem_optin,
+                fp32_fits ? "run.matmul = fp32" : "run.backend = cpu");
         cuda_destroy(be);
         return NULL;
     }

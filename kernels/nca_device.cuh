@@ -102,6 +102,28 @@ __device__ __forceinline__ void mg_stage_weights(const mg_mlp_layout &L, const f
     }
 }
 
+/* The MLP kernels' tiles: sample b's list of active cells (w.d_active, its
+ * length w.d_count[b]) in tiles of MG_CUDA_TILE cells. */
+__device__ __forceinline__ int mg_tile_count(const mg_cuda_work &w, int b)
+{
+    return (w.d_count[b] + MG_CUDA_TILE - 1) / MG_CUDA_TILE;
+}
+
+/* The start of one tile, by the whole block: waits until the previous tile
+ * is finished with shared memory, puts the tile's cell indices into
+ * tile_cells (0 past its end) and waits again. Returns the tile's number of
+ * cells. */
+__device__ __forceinline__ int mg_begin_tile(const mg_cuda_work &w, int b, int cells, int tile, int *tile_cells)
+{
+    const int count = w.d_count[b], first = tile * MG_CUDA_TILE;
+    const int nv = count - first < MG_CUDA_TILE ? count - first : MG_CUDA_TILE;
+    __syncthreads();
+    if (threadIdx.x < MG_CUDA_TILE)
+        tile_cells[threadIdx.x] = (int)threadIdx.x < nv ? w.d_active[(size_t)b * cells + first + threadIdx.x] : 0;
+    __syncthreads();
+    return nv;
+}
+
 /* Perception of the tile's cells into p [TILE][ldp] (columns 0..3C-1; rows
  * >= nv zeroed), each sum one FMA chain from 0 over the in-grid neighbours in
  * (dy, dx) order, as perceive_cell on the CPU. */

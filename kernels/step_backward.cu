@@ -24,7 +24,7 @@ k_mlp_backward(mg_cuda_step a, mg_cuda_work w, const float *__restrict__ s_in, c
     const mg_mlp_layout L = mg_mlp_layout_for(a.channels, a.hidden);
     const int C = L.C, H = L.H, K = L.K, WS = L.WS, HP = L.HP, H4 = HP / 4;
     const int cells = a.height * a.width, b = blockIdx.y;
-    const int count = w.d_count[b], tiles = (count + MG_CUDA_TILE - 1) / MG_CUDA_TILE;
+    const int tiles = mg_tile_count(w, b);
     if ((int)blockIdx.x >= tiles)
         return;
     mg_stage_weights(L, a.d_params, sm);
@@ -32,17 +32,11 @@ k_mlp_backward(mg_cuda_step a, mg_cuda_work w, const float *__restrict__ s_in, c
     float *part = w.d_partial + ((size_t)b * MG_CUDA_GROUPS + blockIdx.x) * n_params;
     float *gw1 = part, *gb1 = part + (size_t)K * H, *gw2 = gb1 + H;
     const float *s = s_in + (size_t)b * cells * C;
-    const int *active = w.d_active + (size_t)b * cells;
     int *tile_cells = reinterpret_cast<int *>(sm + L.cells);
     const float *p = sm + L.p, *z = sm + L.z, *w1 = sm + L.w1, *w2t = sm + L.w2t;
     float *gz = sm + L.gz, *gu = sm + L.gu;
     for (int tile = blockIdx.x; tile < tiles; tile += gridDim.x) {
-        const int first = tile * MG_CUDA_TILE;
-        const int nv = count - first < MG_CUDA_TILE ? count - first : MG_CUDA_TILE;
-        __syncthreads();
-        if (threadIdx.x < MG_CUDA_TILE)
-            tile_cells[threadIdx.x] = (int)threadIdx.x < nv ? active[first + threadIdx.x] : 0;
-        __syncthreads();
+        const int nv = mg_begin_tile(w, b, cells, tile, tile_cells);
         mg_perceive_tile(L.C, L.K, s, a.height, a.width, tile_cells, nv, sm + L.p);
         mg_tile_update_grad(a, g_out + (size_t)b * cells * C, tile_cells, nv, C, C, gu);
         __syncthreads();

@@ -20,20 +20,14 @@ k_mlp_forward(mg_cuda_step a, mg_cuda_work w, const float *__restrict__ s_in, fl
     float *sm = reinterpret_cast<float *>(smem_f4);
     const mg_mlp_layout L = mg_mlp_layout_for(a.channels, a.hidden);
     const int C = L.C, WS = L.WS, HP = L.HP, cells = a.height * a.width, b = blockIdx.y;
-    const int count = w.d_count[b], tiles = (count + MG_CUDA_TILE - 1) / MG_CUDA_TILE;
+    const int tiles = mg_tile_count(w, b);
     if ((int)blockIdx.x >= tiles)
         return; /* the whole block leaves together: no barrier is skipped */
     mg_stage_weights(L, a.d_params, sm);
     const float *s = s_in + (size_t)b * cells * C;
-    const int *active = w.d_active + (size_t)b * cells;
     int *tile_cells = reinterpret_cast<int *>(sm + L.cells);
     for (int tile = blockIdx.x; tile < tiles; tile += gridDim.x) {
-        const int first = tile * MG_CUDA_TILE;
-        const int nv = count - first < MG_CUDA_TILE ? count - first : MG_CUDA_TILE;
-        __syncthreads(); /* the previous tile is finished with shared memory */
-        if (threadIdx.x < MG_CUDA_TILE)
-            tile_cells[threadIdx.x] = (int)threadIdx.x < nv ? active[first + threadIdx.x] : 0;
-        __syncthreads();
+        const int nv = mg_begin_tile(w, b, cells, tile, tile_cells);
         mg_perceive_tile(L.C, L.K, s, a.height, a.width, tile_cells, nv, sm + L.p);
         __syncthreads();
         mg_hidden_tile(L, sm, sm + L.z);

@@ -119,32 +119,41 @@ template <typename Frag> __device__ __forceinline__ void mg_tc_round(Frag &f)
         f.x[i] = wmma::__float_to_tf32(f.x[i]);
 }
 
-/* out [M][ldo] = A [M][Kd] B [Kd][N] over 16x16 output tiles shared out among
- * the block's warps (tile t to warp t mod warps), each summed in k order.
- * A is row-major (a[i][k] at a + i lda + k) or, with ColA, column-major
- * (a[i][k] at a + k lda + i); likewise B (b[k][j] at b + k ldb + j, or with
- * ColB at b + j ldb + k). M, N multiples of 16, Kd of 8. */
+/* One warp: the 16x16 tile (i0, j0) of A [M][Kd] B [Kd][N], summed in k
+ * order, into tile [16][ldt] (row-major). A is row-major (a[i][k] at
+ * a + i lda + k) or, with ColA, column-major (a[i][k] at a + k lda + i);
+ * likewise B (b[k][j] at b + k ldb + j, or with ColB at b + j ldb + k).
+ * Kd a multiple of 8. */
+template <bool ColA, bool ColB>
+__device__ __forceinline__ void mg_tc_tile(int i0, int j0, int Kd, const float *a, int lda, const float *b, int ldb,
+                                           float *tile, int ldt)
+{
+    typedef typename std::conditional<ColA, mg_frag_a_col, mg_frag_a_row>::type frag_a;
+    typedef typename std::conditional<ColB, mg_frag_b_col, mg_frag_b_row>::type frag_b;
+    mg_frag_acc acc;
+    wmma::fill_fragment(acc, 0.0f);
+    for (int k0 = 0; k0 < Kd; k0 += 8) {
+        frag_a fa;
+        frag_b fb;
+        wmma::load_matrix_sync(fa, ColA ? a + (size_t)k0 * lda + i0 : a + (size_t)i0 * lda + k0, lda);
+        wmma::load_matrix_sync(fb, ColB ? b + (size_t)j0 * ldb + k0 : b + (size_t)k0 * ldb + j0, ldb);
+        mg_tc_round(fa);
+        mg_tc_round(fb);
+        wmma::mma_sync(acc, fa, fb, acc);
+    }
+    wmma::store_matrix_sync(tile, acc, ldt, wmma::mem_row_major);
+}
+
+/* out [M][ldo] = A B (as mg_tc_tile) over 16x16 output tiles shared out
+ * among the block's warps (tile t to warp t mod warps). M, N multiples of 16. */
 template <bool ColA, bool ColB>
 __device__ __forceinline__ void mg_tc_gemm(int M, int N, int Kd, const float *a, int lda, const float *b, int ldb,
                                            float *out, int ldo)
 {
-    typedef typename std::conditional<ColA, mg_frag_a_col, mg_frag_a_row>::type frag_a;
-    typedef typename std::conditional<ColB, mg_frag_b_col, mg_frag_b_row>::type frag_b;
     const int warp = (int)threadIdx.x / 32, mt = M / 16, tiles = mt * (N / 16);
     for (int t = warp; t < tiles; t += MG_TC_WARPS) {
         const int i0 = (t % mt) * 16, j0 = (t / mt) * 16;
-        mg_frag_acc acc;
-        wmma::fill_fragment(acc, 0.0f);
-        for (int k0 = 0; k0 < Kd; k0 += 8) {
-            frag_a fa;
-            frag_b fb;
-            wmma::load_matrix_sync(fa, ColA ? a + (size_t)k0 * lda + i0 : a + (size_t)i0 * lda + k0, lda);
-            wmma::load_matrix_sync(fb, ColB ? b + (size_t)j0 * ldb + k0 : b + (size_t)k0 * ldb + j0, ldb);
-            mg_tc_round(fa);
-            mg_tc_round(fb);
-            wmma::mma_sync(acc, fa, fb, acc);
-        }
-        wmma::store_matrix_sync(out + (size_t)i0 * ldo + j0, acc, ldo, wmma::mem_row_major);
+        mg_tc_tile<ColA, ColB>(i0, j0, Kd, a, lda, b, ldb, out + (size_t)i0 * ldo + j0, ldo);
     }
 }
 
@@ -169,25 +178,13 @@ __device__ __forceinline__ void mg_tc_hidden(const mg_tc_layout &L, float *sm)
 }
 #endif
 
-/* Shared by both kernels: the number of tiles of sample b (a block whose
- * first tile is past it leaves at once), and the start of each tile (its
- * cell list, then its perception into p; returns the tile's cell count). */
-__device__ __forceinline__ int mg_tc_tiles(const mg_cuda_work &w, int b)
-{
-    const int count = w.d_count[b];
-    return (count + MG_CUDA_TILE - 1) / MG_CUDA_TILE;
-}
-
+/* The start of each tile of both kernels (mg_begin_tile), then its
+ * perception into p; returns the tile's cell count. */
 __device__ __forceinline__ int mg_tc_begin_tile(const mg_tc_layout &L, const mg_cuda_step &a, const mg_cuda_work &w,
                                                 int b, int tile, const float *s, float *sm)
 {
-    const int cells = a.height * a.width, count = w.d_count[b], first = tile * MG_CUDA_TILE;
-    const int nv = count - first < MG_CUDA_TILE ? count - first : MG_CUDA_TILE;
     int *tile_cells = reinterpret_cast<int *>(sm + L.cells);
-    __syncthreads(); /* the previous tile is finished with shared memory */
-    if (threadIdx.x < MG_CUDA_TILE)
-        tile_cells[threadIdx.x] = (int)threadIdx.x < nv ? w.d_active[(size_t)b * cells + first + threadIdx.x] : 0;
-    __syncthreads();
+    const int nv = mg_begin_tile(w, b, a.height * a.width, tile, tile_cells);
     mg_perceive_tile(L.C, L.KS, s, a.height, a.width, tile_cells, nv, sm + L.p);
     return nv;
 }
@@ -201,7 +198,7 @@ k_mlp_forward_tf32(mg_cuda_step a, mg_cuda_work w, const float *__restrict__ s_i
     extern __shared__ float4 smem_tf4[];
     float *sm = reinterpret_cast<float *>(smem_tf4);
     const mg_tc_layout L = mg_tc_layout_for(a.channels, a.hidden);
-    const int C = L.C, cells = a.height * a.width, b = blockIdx.y, tiles = mg_tc_tiles(w, b);
+    const int C = L.C, cells = a.height * a.width, b = blockIdx.y, tiles = mg_tile_count(w, b);
     if ((int)blockIdx.x >= tiles)
         return; /* the whole block leaves together: no barrier is skipped */
     mg_tc_stage(L, a.d_params, sm);
@@ -230,44 +227,47 @@ k_mlp_forward_tf32(mg_cuda_step a, mg_cuda_work w, const float *__restrict__ s_i
  * In rounds of one tile per warp: each warp stores its 16x16 result into
  * its scratch tile, then the block adds the round's tiles into `part`
  * (every element of `part` has this one writer, tiles in a fixed order). */
+/* Weight-gradient tile t: gw1's tiles first (gw1 = 1), then gw2's; its
+ * first row and column. */
+struct mg_tc_grad_tile {
+    bool gw1;
+    int i0, j0;
+};
+__device__ __forceinline__ mg_tc_grad_tile mg_tc_grad_tile_at(const mg_tc_layout &L, int t)
+{
+    const int t1 = (L.KP / 16) * (L.HP / 16);
+    const bool gw1 = t < t1;
+    const int mt = gw1 ? L.KP / 16 : L.HP / 16, tt = gw1 ? t : t - t1;
+    return {gw1, (tt % mt) * 16, (tt / mt) * 16};
+}
+
 __device__ __forceinline__ void mg_tc_weight_grads(const mg_tc_layout &L, float *sm, float *part)
 {
     const int K = L.K, H = L.H, C = L.C;
-    const int t1 = (L.KP / 16) * (L.HP / 16), t2 = (L.HP / 16) * (L.CP / 16), total = t1 + t2;
+    const int total = (L.KP / 16) * (L.HP / 16) + (L.HP / 16) * (L.CP / 16);
     const int warp = (int)threadIdx.x / 32;
     float *gw1 = part, *gw2 = part + (size_t)K * H + H;
     float *scratch = sm + L.scratch;
     for (int round = 0; round < total; round += MG_TC_WARPS) {
-        const int t = round + warp;
-        if (t < total) {
-            const bool first = t < t1;
-            const int mt = first ? L.KP / 16 : L.HP / 16, tt = first ? t : t - t1;
-            const int i0 = (tt % mt) * 16, j0 = (tt / mt) * 16;
+        if (round + warp < total) {
+            const mg_tc_grad_tile gt = mg_tc_grad_tile_at(L, round + warp);
             /* A is p^T or r^T: column-major views of p [TILE][KS], r [TILE][HS];
              * B is g [TILE][HS] or gu [TILE][CS], row-major; k runs over cells. */
-            const float *A = sm + (first ? L.p : L.r), *B = sm + (first ? L.g : L.u);
-            const int lda = first ? L.KS : L.HS, ldb = first ? L.HS : L.CS;
-            mg_frag_acc acc;
-            wmma::fill_fragment(acc, 0.0f);
-            for (int k0 = 0; k0 < MG_CUDA_TILE; k0 += 8) {
-                mg_frag_a_col fa;
-                mg_frag_b_row fb;
-                wmma::load_matrix_sync(fa, A + (size_t)k0 * lda + i0, lda);
-                wmma::load_matrix_sync(fb, B + (size_t)k0 * ldb + j0, ldb);
-                mg_tc_round(fa);
-                mg_tc_round(fb);
-                wmma::mma_sync(acc, fa, fb, acc);
-            }
-            wmma::store_matrix_sync(scratch + (size_t)warp * 256, acc, 16, wmma::mem_row_major);
+            if (gt.gw1)
+                mg_tc_tile<true, false>(gt.i0, gt.j0, MG_CUDA_TILE, sm + L.p, L.KS, sm + L.g, L.HS,
+                                        scratch + (size_t)warp * 256, 16);
+            else
+                mg_tc_tile<true, false>(gt.i0, gt.j0, MG_CUDA_TILE, sm + L.r, L.HS, sm + L.u, L.CS,
+                                        scratch + (size_t)warp * 256, 16);
         }
         __syncthreads();
         for (int i = threadIdx.x; i < MG_TC_WARPS * 256; i += blockDim.x) {
             const int tw = round + i / 256;
             if (tw >= total)
                 break; /* later warps' slots are past the last tile too */
-            const bool first = tw < t1;
-            const int mt = first ? L.KP / 16 : L.HP / 16, tt = first ? tw : tw - t1;
-            const int row = (tt % mt) * 16 + (i % 256) / 16, col = (tt / mt) * 16 + i % 16;
+            const mg_tc_grad_tile gt = mg_tc_grad_tile_at(L, tw);
+            const bool first = gt.gw1;
+            const int row = gt.i0 + (i % 256) / 16, col = gt.j0 + i % 16;
             if (first && row < K && col < H)
                 gw1[(size_t)row * H + col] += scratch[i];
             else if (!first && row < H && col < C)
@@ -287,7 +287,7 @@ k_mlp_backward_tf32(mg_cuda_step a, mg_cuda_work w, const float *__restrict__ s_
     extern __shared__ float4 smem_tb4[];
     float *sm = reinterpret_cast<float *>(smem_tb4);
     const mg_tc_layout L = mg_tc_layout_for(a.channels, a.hidden);
-    const int C = L.C, H = L.H, K = L.K, cells = a.height * a.width, b = blockIdx.y, tiles = mg_tc_tiles(w, b);
+    const int C = L.C, H = L.H, K = L.K, cells = a.height * a.width, b = blockIdx.y, tiles = mg_tile_count(w, b);
     if ((int)blockIdx.x >= tiles)
         return;
     mg_tc_stage(L, a.d_params, sm);

@@ -370,6 +370,18 @@ static void test_too_large_model_refused(void **state)
     assert_null(be);
     assert_non_null(strstr(err.msg, "shared memory"));
     assert_null(strchr(err.msg, '\n'));
+    /* On tensor cores the tiles are padded wider: C = 16, H = 416 fits in
+     * fp32 only, and the message says so. */
+    cfg.matmul_tf32 = 1;
+    const mg_nca_dims padded = {8, 8, 16, 416};
+    assert_null(mg_backend_cuda_create(&cfg, &padded, 4, NULL, &err));
+    assert_non_null(strstr(err.msg, "with run.matmul = tf32"));
+    assert_non_null(strstr(err.msg, "use run.matmul = fp32"));
+    assert_null(strchr(err.msg, '\n'));
+    cfg.matmul_tf32 = 0;
+    mg_backend *fits = mg_backend_cuda_create(&cfg, &padded, 4, NULL, &err);
+    assert_non_null(fits);
+    mg_backend_destroy(fits);
 }
 
 /* MG_PARITY_CASES="0,2,5" runs only those cases (indices into CASES) after

@@ -70,24 +70,22 @@ static const bool cuemu_tf32_exact_mode = [] {
     return env && !strcmp(env, "exact");
 }();
 
-/* cvt.rna.tf32.f32: round the mantissa to 10 bits, ties away from zero;
- * NaN and infinity pass unchanged. */
-static inline float __float_to_tf32(float in)
-{
-    const uint32_t u = cuemu_bits(in);
-    if ((u & 0x7f800000u) == 0x7f800000u || cuemu_tf32_exact_mode)
-        return in;
-    return cuemu_float((u + 0x1000u) & 0xffffe000u);
-}
-
-/* What the tensor core reads of a multiplicand: its TF32 bits. */
-static inline float cuemu_tf32_operand(float v)
+/* v with its mantissa cut to TF32's 10 bits after adding `half` (0x1000:
+ * round to nearest, ties away from zero; 0: truncate); NaN and infinity
+ * pass unchanged. */
+static inline float cuemu_tf32(float v, uint32_t half)
 {
     const uint32_t u = cuemu_bits(v);
     if ((u & 0x7f800000u) == 0x7f800000u || cuemu_tf32_exact_mode)
         return v;
-    return cuemu_float(u & 0xffffe000u);
+    return cuemu_float((u + half) & 0xffffe000u);
 }
+
+/* cvt.rna.tf32.f32. */
+static inline float __float_to_tf32(float in) { return cuemu_tf32(in, 0x1000u); }
+
+/* What the tensor core reads of a multiplicand: its TF32 bits. */
+static inline float cuemu_tf32_operand(float v) { return cuemu_tf32(v, 0); }
 
 static inline int cuemu_lane(void)
 {
