@@ -84,7 +84,7 @@ __host__ __device__ inline mg_tc_layout mg_tc_layout_for(int C, int H)
     L.r = take((size_t)MG_CUDA_TILE * L.HS);       /* relu(z) [TILE][HS] */
     L.g = take((size_t)MG_CUDA_TILE * L.HS);       /* dL/dz [TILE][HS] (backward) */
     L.u = take((size_t)MG_CUDA_TILE * L.CS);       /* du or dL/du [TILE][CS] */
-    L.scratch = take((size_t)MG_TC_WARPS * 256);   /* one 16x16 tile per warp (backward) */
+    L.scratch = take((size_t)MG_TC_WARPS * 256);   /* one 16x16 tile per warp */
     L.cells = take(MG_CUDA_TILE);                  /* the tile's cell indices (ints) */
     L.total = at;
     return L;
@@ -145,15 +145,47 @@ __device__ __forceinline__ void mg_tc_tile(int i0, int j0, int Kd, const float *
 }
 
 /* out [M][ldo] = A B (as mg_tc_tile) over 16x16 output tiles shared out
- * among the block's warps (tile t to warp t mod warps). M, N multiples of 16. */
+ * among the block's warps. M, N multiples of 16, Kd of 8.
+ *
+ * A product with fewer output tiles than the block has warps (the output
+ * layer: M = TILE = 32 rows and N = CP = 16 columns make 2 tiles for 8
+ * warps) would leave most warps idle through its whole k loop, so its k
+ * range is split into `parts` consecutive slices: warp w computes slice
+ * w / tiles of tile w % tiles into its scratch tile, and after a barrier
+ * the block adds the slices of each tile in slice order. The split depends
+ * only on the shapes, so the sums are the same on every run. Without a
+ * split each warp stores straight into out (tile t to warp t mod warps).
+ * Either way the caller's barrier must follow before out is read. */
 template <bool ColA, bool ColB>
 __device__ __forceinline__ void mg_tc_gemm(int M, int N, int Kd, const float *a, int lda, const float *b, int ldb,
-                                           float *out, int ldo)
+                                           float *out, int ldo, float *scratch)
 {
-    const int warp = (int)threadIdx.x / 32, mt = M / 16, tiles = mt * (N / 16);
-    for (int t = warp; t < tiles; t += MG_TC_WARPS) {
-        const int i0 = (t % mt) * 16, j0 = (t / mt) * 16;
-        mg_tc_tile<ColA, ColB>(i0, j0, Kd, a, lda, b, ldb, out + (size_t)i0 * ldo + j0, ldo);
+    const int warp = (int)threadIdx.x / 32, mt = M / 16, tiles = mt * (N / 16), ksteps = Kd / 8;
+    int parts = tiles < MG_TC_WARPS ? MG_TC_WARPS / tiles : 1;
+    if (parts > ksteps)
+        parts = ksteps;
+    const int per = parts > 1 ? (ksteps + parts - 1) / parts * 8 : Kd; /* k per slice */
+    parts = (Kd + per - 1) / per;                                      /* no empty slice */
+    if (parts <= 1) {
+        for (int t = warp; t < tiles; t += MG_TC_WARPS) {
+            const int i0 = (t % mt) * 16, j0 = (t / mt) * 16;
+            mg_tc_tile<ColA, ColB>(i0, j0, Kd, a, lda, b, ldb, out + (size_t)i0 * ldo + j0, ldo);
+        }
+        return;
+    }
+    if (warp < tiles * parts) {
+        const int t = warp % tiles, k0 = warp / tiles * per, kn = Kd - k0 < per ? Kd - k0 : per;
+        const float *a_k = ColA ? a + (size_t)k0 * lda : a + k0, *b_k = ColB ? b + k0 : b + (size_t)k0 * ldb;
+        mg_tc_tile<ColA, ColB>((t % mt) * 16, (t / mt) * 16, kn, a_k, lda, b_k, ldb, scratch + (size_t)warp * 256,
+                               16);
+    }
+    __syncthreads();
+    for (int i = threadIdx.x; i < tiles * 256; i += blockDim.x) {
+        const int t = i / 256, e = i % 256;
+        float sum = scratch[i];
+        for (int part = 1; part < parts; part++)
+            sum += scratch[(size_t)part * tiles * 256 + i];
+        out[(size_t)((t % mt) * 16 + e / 16) * ldo + (t / mt) * 16 + e % 16] = sum;
     }
 }
 
@@ -172,7 +204,8 @@ __device__ __forceinline__ void mg_tc_bias_relu(const mg_tc_layout &L, float *sm
 
 __device__ __forceinline__ void mg_tc_hidden(const mg_tc_layout &L, float *sm)
 {
-    mg_tc_gemm<false, false>(MG_CUDA_TILE, L.HP, L.KP, sm + L.p, L.KS, sm + L.w1, L.HS, sm + L.r, L.HS);
+    mg_tc_gemm<false, false>(MG_CUDA_TILE, L.HP, L.KP, sm + L.p, L.KS, sm + L.w1, L.HS, sm + L.r, L.HS,
+                             sm + L.scratch);
     __syncthreads();
     mg_tc_bias_relu(L, sm);
 }
@@ -209,7 +242,8 @@ k_mlp_forward_tf32(mg_cuda_step a, mg_cuda_work w, const float *__restrict__ s_i
         __syncthreads();
         mg_tc_hidden(L, sm);
         __syncthreads();
-        mg_tc_gemm<false, false>(MG_CUDA_TILE, L.CP, L.HP, sm + L.r, L.HS, sm + L.w2, L.CS, sm + L.u, L.CS);
+        mg_tc_gemm<false, false>(MG_CUDA_TILE, L.CP, L.HP, sm + L.r, L.HS, sm + L.w2, L.CS, sm + L.u, L.CS,
+                                 sm + L.scratch);
         __syncthreads();
         for (int item = threadIdx.x; item < nv * C; item += blockDim.x) {
             const int t = item / C, c = item % C, cell = tile_cells[t];
@@ -304,7 +338,7 @@ k_mlp_backward_tf32(mg_cuda_step a, mg_cuda_work w, const float *__restrict__ s_
         mg_tc_hidden(L, sm);
         __syncthreads();
         /* g = (r > 0) * (gu w2^T); w2^T is the column-major view of w2 [HP][CS]. */
-        mg_tc_gemm<false, true>(MG_CUDA_TILE, L.HP, L.CP, sm + L.u, L.CS, sm + L.w2, L.CS, g, L.HS);
+        mg_tc_gemm<false, true>(MG_CUDA_TILE, L.HP, L.CP, sm + L.u, L.CS, sm + L.w2, L.CS, g, L.HS, sm + L.scratch);
         __syncthreads();
         for (int i = threadIdx.x; i < MG_CUDA_TILE * L.HP; i += blockDim.x) {
             const size_t at = (size_t)(i / L.HP) * L.HS + i % L.HP;
@@ -322,7 +356,7 @@ k_mlp_backward_tf32(mg_cuda_step a, mg_cuda_work w, const float *__restrict__ s_
         }
         /* dL/dp = g w1^T into p (its last reader, gw1, is done); w1^T is the
          * column-major view of w1 [KP][HS]. */
-        mg_tc_gemm<false, true>(MG_CUDA_TILE, L.KP, L.HP, g, L.HS, sm + L.w1, L.HS, sm + L.p, L.KS);
+        mg_tc_gemm<false, true>(MG_CUDA_TILE, L.KP, L.HP, g, L.HS, sm + L.w1, L.HS, sm + L.p, L.KS, sm + L.scratch);
         __syncthreads();
         for (int item = threadIdx.x; item < nv * K; item += blockDim.x) {
             const int t = item / K, k = item % K;
