@@ -13,6 +13,7 @@
 
 #define SELECT_THREADS 256
 #define COMPACT_THREADS 1024
+#define COMPACT_ITEMS 8
 
 /* Forward: pre-update alive mask, MLP flag, and the copy-through of cells
  * whose MLP does not run (s_mid = s_in; the MLP kernel writes the others). */
@@ -55,7 +56,10 @@ k_select_backward(mg_cuda_step a, mg_cuda_work w, const unsigned char *__restric
                             (uint32_t)cell);
 }
 
-/* One block per sample: active[b][0..count) = cells with flag set, ascending. */
+/* One block per sample: active[b][0..count) = cells with flag set, ascending.
+ * Each thread takes COMPACT_ITEMS consecutive cells of a chunk, so one
+ * block scan covers 8192 cells (a whole 72x72 grid): the block's barriers,
+ * on the critical path of every step, come once per chunk. */
 __global__ void __launch_bounds__(COMPACT_THREADS) k_compact(int cells, mg_cuda_work w)
 {
     typedef cub::BlockScan<int, COMPACT_THREADS> Scan;
@@ -64,13 +68,17 @@ __global__ void __launch_bounds__(COMPACT_THREADS) k_compact(int cells, mg_cuda_
     const unsigned char *flag = w.d_flag + (size_t)b * cells;
     int *active = w.d_active + (size_t)b * cells;
     int base = 0;
-    for (int first = 0; first < cells; first += COMPACT_THREADS) {
-        const int cell = first + threadIdx.x;
-        const int f = cell < cells && flag[cell];
+    for (int first = 0; first < cells; first += COMPACT_THREADS * COMPACT_ITEMS) {
+        const int mine = first + (int)threadIdx.x * COMPACT_ITEMS;
+        const int end = mine + COMPACT_ITEMS < cells ? mine + COMPACT_ITEMS : cells;
+        int count = 0;
+        for (int cell = mine; cell < end; cell++)
+            count += flag[cell] != 0;
         int pos, total;
-        Scan(scan_tmp).ExclusiveSum(f, pos, total);
-        if (f)
-            active[base + pos] = cell;
+        Scan(scan_tmp).ExclusiveSum(count, pos, total);
+        for (int cell = mine, at = base + pos; cell < end; cell++)
+            if (flag[cell])
+                active[at++] = cell;
         base += total;
         __syncthreads(); /* scan_tmp is reused by the next chunk */
     }

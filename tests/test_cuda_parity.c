@@ -317,6 +317,8 @@ static const parity_case CASES[] = {
     /* 3C = 72 pads to 80: the hidden layer's k range splits into slices of
      * 24, 24, 24 and 8 among the warps (step_tf32.cu, mg_tc_gemm). */
     {"tf32 10x9 C=24 H=16, uneven k slices, freeze, checkpoint 2", {10, 9, 24, 16}, 5, 2, 2, 0.5, 0, 1, 1},
+    /* 8736 cells: the compaction's second chunk (k_compact scans 8192 per pass). */
+    {"96x91 C=4 H=8, two compaction chunks, pin, freeze, checkpoint 2", {96, 91, 4, 8}, 3, 2, 2, 0.5, 1, 1, 0},
 };
 enum { N_CASES = sizeof CASES / sizeof CASES[0] };
 
