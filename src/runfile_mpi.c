@@ -258,8 +258,9 @@ int mg_runfile_write_shared(const char *path, const mg_run_snapshot *snap, int64
 
 /* ---- reading ---- */
 
-int mg_runfile_read_shared(const char *path, mg_run_snapshot *snap, int64_t pool_first,
-                           int64_t pool_count, const void *mpi_comm, mg_error *err)
+/* Both multi-rank readers: config_only as in mg_rf_read_plan. */
+static int read_shared(const char *path, mg_run_snapshot *snap, int64_t pool_first,
+                       int64_t pool_count, int config_only, const void *mpi_comm, mg_error *err)
 {
     MPI_Comm comm = *(const MPI_Comm *)mpi_comm;
     ranks g = { comm, 0, 1 };
@@ -284,7 +285,8 @@ int mg_runfile_read_shared(const char *path, mg_run_snapshot *snap, int64_t pool
     /* mg_rf_read agrees before each of its collective steps; a rank that
      * failed already must not enter it at all, so agree here first. */
     if (agree_status(&g, rc) == 0) {
-        mg_rf_read_plan plan = { fapl, { dxpl, agree_status, &g, 0 }, pool_first, pool_count };
+        mg_rf_read_plan plan = { fapl, { dxpl, agree_status, &g, 0 }, pool_first, pool_count,
+                                 config_only };
         rc = mg_rf_read(path, snap, &plan, &mine);
     } else {
         rc = -1;
@@ -297,5 +299,22 @@ int mg_runfile_read_shared(const char *path, mg_run_snapshot *snap, int64_t pool
         mg_run_snapshot_free(snap);
         return mg_fail(err, "%s", mine.msg);
     }
+    return 0;
+}
+
+int mg_runfile_read_shared(const char *path, mg_run_snapshot *snap, int64_t pool_first,
+                           int64_t pool_count, const void *mpi_comm, mg_error *err)
+{
+    return read_shared(path, snap, pool_first, pool_count, 0, mpi_comm, err);
+}
+
+int mg_runfile_read_config_shared(const char *path, mg_config *cfg, const void *mpi_comm,
+                                  mg_error *err)
+{
+    mg_run_snapshot snap;
+    if (read_shared(path, &snap, 0, 0, 1, mpi_comm, err) != 0)
+        return -1;
+    *cfg = snap.cfg;
+    mg_run_snapshot_free(&snap);
     return 0;
 }

@@ -343,19 +343,23 @@ int mg_rf_read(const char *path, mg_run_snapshot *snap, mg_rf_read_plan *plan, m
     int opened = rc == 0;
     if (rc == 0)
         rc = read_header(&r);
-    /* Tensors before metrics: grad_norm's width is the number of tensors. */
-    if (rc == 0)
-        rc = read_targets(&r, snap);
-    if (rc == 0)
-        rc = read_tensors(&r, snap);
-    if (rc == 0)
-        rc = read_checkpoint(&r, snap);
-    if (rc == 0)
-        rc = check_pool(&r, snap);
-    if (opened)
-        rc = read_pool_slab(&r, snap, rc);
-    if (rc == 0)
-        rc = read_metrics(&r, snap);
+    /* The header still checks every object is there: a damaged file fails
+     * a config-only read as early as it would fail the full one. */
+    if (!plan->config_only) {
+        /* Tensors before metrics: grad_norm's width is the number of tensors. */
+        if (rc == 0)
+            rc = read_targets(&r, snap);
+        if (rc == 0)
+            rc = read_tensors(&r, snap);
+        if (rc == 0)
+            rc = read_checkpoint(&r, snap);
+        if (rc == 0)
+            rc = check_pool(&r, snap);
+        if (opened)
+            rc = read_pool_slab(&r, snap, rc);
+        if (rc == 0)
+            rc = read_metrics(&r, snap);
+    }
     /* Config last: its parse errors are the least likely to mean the file
      * is damaged, so structural problems are reported first. */
     if (rc == 0)
@@ -370,6 +374,6 @@ int mg_rf_read(const char *path, mg_run_snapshot *snap, mg_rf_read_plan *plan, m
 
 int mg_runfile_read(const char *path, mg_run_snapshot *snap, mg_error *err)
 {
-    mg_rf_read_plan one_process = { H5P_DEFAULT, { H5P_DEFAULT, NULL, NULL, 0 }, 0, -1 };
+    mg_rf_read_plan one_process = { H5P_DEFAULT, { H5P_DEFAULT, NULL, NULL, 0 }, 0, -1, 0 };
     return mg_rf_read(path, snap, &one_process, err);
 }

@@ -50,11 +50,18 @@ int mg_rf_commit(mg_rf_writer *w, const char *tmp, const char *path);
  * H5P_DEFAULT, agree NULL, pool_count < 0 (the whole pool). All ranks of a
  * communicator: an MPI-IO fapl, collective pool transfers, each rank's
  * slab, and agree (the same function as pool.agree) called before every
- * collective step: the file open and the pool transfer. */
+ * collective step: the file open and the pool transfer.
+ *
+ * config_only: the header check and /config, /config_source alone (snap
+ * holds config_text, config_source and cfg; the pool fields are ignored
+ * and there is no pool transfer). For the ranks of a resume, which need
+ * the config to know their pool shard before they can read the rest; the
+ * same value on every rank, as the collective steps must match. */
 typedef struct mg_rf_read_plan {
     hid_t fapl;
     mg_rf_pool_xfer pool;
     int64_t pool_first, pool_count;
+    int config_only;
 } mg_rf_read_plan;
 
 /* Reads the file into snap as the plan says. On failure snap holds nothing

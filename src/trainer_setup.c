@@ -198,17 +198,15 @@ int mg_trainer_resume(mg_trainer *t, const char *path, int n_overrides, char **o
         if (mg_runfile_read(path, &snap, err) != 0)
             return MG_EXIT_ERROR;
     } else {
-        /* The shard depends on the config inside the file: read it without
-         * any pool samples first, then with this rank's slab. */
-        if (mg_runfile_read_shared(path, &snap, 0, 0, comm->world, err) != 0)
+        /* The shard depends on the config inside the file: read the config
+         * alone first, then everything with this rank's slab. */
+        mg_config file_cfg;
+        if (mg_runfile_read_config_shared(path, &file_cfg, comm->world, err) != 0)
             return MG_EXIT_ERROR;
-        int64_t first, count;
-        const int ranks_ok = mg_trainer_check_ranks(&snap.cfg, comm, path, err) == 0;
-        if (ranks_ok)
-            pool_shard(&snap.cfg, comm, &first, &count);
-        mg_run_snapshot_free(&snap);
-        if (!ranks_ok)
+        if (mg_trainer_check_ranks(&file_cfg, comm, path, err) != 0)
             return MG_EXIT_USAGE;
+        int64_t first, count;
+        pool_shard(&file_cfg, comm, &first, &count);
         if (mg_runfile_read_shared(path, &snap, first, count, comm->world, err) != 0)
             return MG_EXIT_ERROR;
     }

@@ -160,6 +160,16 @@ int mg_runfile_write_shared(const char *path, const mg_run_snapshot *snap, int64
 int mg_runfile_read_shared(const char *path, mg_run_snapshot *snap, int64_t pool_first,
                            int64_t pool_count, const void *mpi_comm, mg_error *err);
 
+/* Multi-rank read of the config alone, collective over the communicator:
+ * what the ranks of a resume need to work out their pool shards before
+ * they read the rest with mg_runfile_read_shared, without loading the
+ * targets, checkpoint and metrics twice. The file is checked as far as
+ * its header (format, layout version, every object present), so a damaged
+ * or foreign file fails here already, with the messages and the agreement
+ * between ranks of mg_runfile_read_shared. cfg is untouched on failure. */
+int mg_runfile_read_config_shared(const char *path, mg_config *cfg, const void *mpi_comm,
+                                  mg_error *err);
+
 /* Frees the arrays and strings a successful mg_runfile_read allocated and
  * zeroes snap. Only for snapshots whose arrays are malloc'd. */
 void mg_run_snapshot_free(mg_run_snapshot *snap);

@@ -1,8 +1,9 @@
 /* Multi-rank run files, run under mpirun with 1, 2 and 4 ranks: a file
  * written by N ranks holds exactly what the serial writer writes for the
- * same snapshot, any slicing of the pool reads back, and every failure
- * (missing directory, invalid shards, an invalid snapshot or a full disk on
- * one rank only) gives the same status and message on every
+ * same snapshot, any slicing of the pool reads back, the config alone
+ * reads back on every rank, and every failure (missing directory, invalid
+ * shards, an invalid snapshot, a full disk on one rank only, a file that
+ * is not a run file) gives the same status and message on every
  * rank while the old file stays whole and no tmp file is left.
  *
  * Every test makes all its collective calls before its first assertion: a
@@ -17,6 +18,7 @@
 #include <cmocka.h>
 
 #include <errno.h>
+#include <hdf5.h>
 #include <math.h>
 #include <mpi.h>
 #include <stdio.h>
@@ -198,6 +200,83 @@ static void test_read_serial_file(void **state)
     fx_assert_pool_slab(&full, first, count, &back);
     mg_run_snapshot_free(&full);
     mg_run_snapshot_free(&back);
+}
+
+/* ---- the config alone, as the ranks of a resume read it first ---- */
+
+/* Rank 0 alone (sec2): a good run file, a text file, an HDF5 file that is
+ * not a run file and a run file without its pool. Returns the number of
+ * the first file it could not make, 0 when all were made. */
+static int make_config_files(const mg_run_snapshot *full, const char *good, const char *text,
+                             const char *foreign, const char *damaged)
+{
+    mg_error err = { "" };
+    if (mg_runfile_write(good, full, &err) != 0)
+        return 1;
+    FILE *fp = fopen(text, "w");
+    if (!fp || fputs("[model]\nchannels = 16\n", fp) < 0 || fclose(fp) != 0)
+        return 2;
+    const float one = 1.0f;
+    const int64_t dims[1] = { 1 };
+    if (mg_h5_write_floats(foreign, 1, "/data", 1, dims, &one, &err) != 0)
+        return 3;
+    if (mg_runfile_write(damaged, full, &err) != 0)
+        return 4;
+    hid_t f = H5Fopen(damaged, H5F_ACC_RDWR, H5P_DEFAULT);
+    int deleted = f >= 0 && H5Ldelete(f, "/checkpoint/pool/states", H5P_DEFAULT) >= 0;
+    if (f < 0 || H5Fclose(f) < 0 || !deleted)
+        return 4;
+    return 0;
+}
+
+static void test_read_config(void **state)
+{
+    (void)state;
+    char good[1200], text[1200], foreign[1200], damaged[1200];
+    work_path(good, sizeof good, "config_only.h5");
+    work_path(text, sizeof text, "config_only_text.h5");
+    work_path(foreign, sizeof foreign, "config_only_foreign.h5");
+    work_path(damaged, sizeof damaged, "config_only_damaged.h5");
+    mg_run_snapshot full;
+    fx_make_snapshot(&full, 10, 3, 800);
+    int made = my_rank == 0 ? make_config_files(&full, good, text, foreign, damaged) : 0;
+    MPI_Bcast(&made, 1, MPI_INT, 0, world);
+
+    mg_config cfg;
+    mg_error err = { "" };
+    int rc = made ? -1 : mg_runfile_read_config_shared(good, &cfg, &world, &err);
+    const char *bad[3] = { text, foreign, damaged };
+    const char *cause[3] = { "not an HDF5 file", "not a morphogen run file (no format attribute)",
+                             "missing /checkpoint/pool/states (incomplete or foreign run file)" };
+    mg_config untouched[3];
+    mg_error bad_err[3] = { { "" }, { "" }, { "" } };
+    int bad_rc[3] = { 0, 0, 0 }, bad_same[3] = { 0, 0, 0 };
+    for (int i = 0; i < 3 && !made; i++) {
+        untouched[i].hidden = -5;
+        bad_rc[i] = mg_runfile_read_config_shared(bad[i], &untouched[i], &world, &bad_err[i]);
+        bad_same[i] = same_on_all_ranks(bad_err[i].msg);
+    }
+
+    assert_int_equal(made, 0);
+    assert_string_equal(err.msg, "");
+    assert_int_equal(rc, 0);
+    char *ini = mg_config_to_ini(&cfg);
+    assert_non_null(ini);
+    assert_string_equal(ini, full.config_text);
+    free(ini);
+    assert_int_equal(cfg.hidden, 7);
+    assert_true(cfg.lr == 1.0 / 3.0);
+    assert_true(cfg.seed == full.cfg.seed);
+    assert_int_equal(cfg.pin_seed, 1);
+    for (int i = 0; i < 3; i++) {
+        char want[2048];
+        snprintf(want, sizeof want, "%s: %s", bad[i], cause[i]);
+        assert_int_equal(bad_rc[i], -1);
+        assert_string_equal(bad_err[i].msg, want);
+        assert_true(bad_same[i]);
+        assert_int_equal(untouched[i].hidden, -5);
+    }
+    mg_run_snapshot_free(&full);
 }
 
 /* ---- failures ---- */
@@ -410,6 +489,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_write_uneven_pool),
         cmocka_unit_test(test_write_rank_without_samples),
         cmocka_unit_test(test_read_serial_file),
+        cmocka_unit_test(test_read_config),
         cmocka_unit_test(test_missing_directory),
         cmocka_unit_test(test_one_rank_disk_full),
         cmocka_unit_test(test_one_rank_invalid_snapshot),
