@@ -71,14 +71,18 @@ __global__ void __launch_bounds__(COMPACT_THREADS) k_compact(int cells, mg_cuda_
     for (int first = 0; first < cells; first += COMPACT_THREADS * COMPACT_ITEMS) {
         const int mine = first + (int)threadIdx.x * COMPACT_ITEMS;
         const int end = mine + COMPACT_ITEMS < cells ? mine + COMPACT_ITEMS : cells;
+        unsigned bits = 0; /* the flags, read once: bit j is cell mine + j */
         int count = 0;
         for (int cell = mine; cell < end; cell++)
-            count += flag[cell] != 0;
+            if (flag[cell]) {
+                bits |= 1u << (cell - mine);
+                count++;
+            }
         int pos, total;
         Scan(scan_tmp).ExclusiveSum(count, pos, total);
-        for (int cell = mine, at = base + pos; cell < end; cell++)
-            if (flag[cell])
-                active[at++] = cell;
+        for (int j = 0, at = base + pos; bits >> j; j++)
+            if (bits >> j & 1u)
+                active[at++] = mine + j;
         base += total;
         __syncthreads(); /* scan_tmp is reused by the next chunk */
     }

@@ -161,11 +161,8 @@ __device__ __forceinline__ void mg_tc_gemm(int M, int N, int Kd, const float *a,
                                            float *out, int ldo, float *scratch)
 {
     const int warp = (int)threadIdx.x / 32, mt = M / 16, tiles = mt * (N / 16), ksteps = Kd / 8;
-    int parts = tiles < MG_TC_WARPS ? MG_TC_WARPS / tiles : 1;
-    if (parts > ksteps)
-        parts = ksteps;
-    const int per = parts > 1 ? (ksteps + parts - 1) / parts * 8 : Kd; /* k per slice */
-    parts = (Kd + per - 1) / per;                                      /* no empty slice */
+    const int idle = tiles < MG_TC_WARPS ? MG_TC_WARPS / tiles : 1, want = idle < ksteps ? idle : ksteps;
+    const int per = (ksteps + want - 1) / want * 8, parts = (Kd + per - 1) / per; /* k per slice; none empty */
     if (parts <= 1) {
         for (int t = warp; t < tiles; t += MG_TC_WARPS) {
             const int i0 = (t % mt) * 16, j0 = (t / mt) * 16;
