@@ -29,7 +29,8 @@ typedef struct cuda_train {
     float *d_seed;           /* [cells][C] the seed state */
     float *d_adam_m, *d_adam_v;
     float *d_grads;          /* [batch][n_params]: this rank's positions, then all after exchange */
-    int32_t *d_damage_index; /* [batch_count] */
+    int32_t *d_rows;         /* [2][batch_count]: each position's local pool index, then its target */
+    unsigned char *d_action; /* [batch_count] MG_TRAIN_* */
     unsigned char *d_damage; /* [batch_count][cells] */
     double *d_norm_partial;  /* [n_tensors][MG_CUDA_NORM_BLOCKS] */
     double *d_norms;         /* [n_tensors] */

@@ -25,10 +25,25 @@ typedef struct mg_cuda_tensors {
  * summation order (and every bit of the norms) is the same on every GPU. */
 #define MG_CUDA_NORM_BLOCKS 64
 
-/* Zero every cell i of each of the n states [n][cells][C] where
- * d_mask[b][i] is set and d_which[b] is non-zero (mg_zero_cells). */
-cudaError_t mg_cuda_zero_cells(int n, int cells, int channels, const int32_t *d_which, const unsigned char *d_mask,
-                               float *d_states, cudaStream_t stream);
+/* Row i of d_dst = row d_rows[i] of d_src (gather), or row d_rows[i] of
+ * d_dst = row i of d_src (scatter), for i < n; rows of `row` floats. A
+ * scatter's d_rows must be distinct (the pool's batch positions are:
+ * mg_pool_select draws each from its own slice). */
+cudaError_t mg_cuda_gather_rows(int n, int64_t row, const int32_t *d_rows, const float *d_src, float *d_dst,
+                                cudaStream_t stream);
+cudaError_t mg_cuda_scatter_rows(int n, int64_t row, const int32_t *d_rows, const float *d_src, float *d_dst,
+                                 cudaStream_t stream);
+
+/* A batch position's action before its rollout: the values of MG_TRAIN_*
+ * (morphogen/backend.h; train_cuda.c asserts they agree). */
+enum { MG_CUDA_KEEP = 0, MG_CUDA_RESEED = 1, MG_CUDA_DAMAGE = 2 };
+
+/* Each of the n states [n][cells][C]: where d_action[b] is MG_CUDA_RESEED,
+ * set to d_seed [cells][C] (mg_seed_state); where MG_CUDA_DAMAGE, zero
+ * every cell i with d_mask[b][i] set (mg_zero_cells); else left as is. */
+cudaError_t mg_cuda_apply_actions(int n, int cells, int channels, const unsigned char *d_action,
+                                  const unsigned char *d_mask, const float *d_seed, float *d_states,
+                                  cudaStream_t stream);
 
 /* d_grads [n][len]: row 0 = (the pairwise tree sum of the n rows, in
  * mg_tree_sum's order) * inv_n; the other rows are overwritten with partial

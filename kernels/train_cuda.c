@@ -17,6 +17,9 @@
 #include "morphogen/progress.h"
 
 _Static_assert(MG_MAX_TENSORS <= MG_CUDA_MAX_TENSORS, "mg_cuda_tensors must hold every parameter tensor");
+_Static_assert((int)MG_TRAIN_KEEP == (int)MG_CUDA_KEEP && (int)MG_TRAIN_RESEED == (int)MG_CUDA_RESEED &&
+                   (int)MG_TRAIN_DAMAGE == (int)MG_CUDA_DAMAGE,
+               "the kernels read the trainer's action codes");
 
 static size_t cells_of(const cuda_backend *cb) { return (size_t)mg_cells(&cb->dims); }
 
@@ -24,7 +27,7 @@ void mg_cuda_train_release(cuda_backend *cb)
 {
     cuda_train *tr = &cb->train;
     void *all[] = {tr->d_pool,         tr->d_all_targets,  tr->d_seed,  tr->d_adam_m, tr->d_adam_v, tr->d_grads,
-                   tr->d_damage_index, tr->d_damage,       tr->d_norms, tr->d_norm_partial};
+                   tr->d_rows,         tr->d_action,       tr->d_damage, tr->d_norms, tr->d_norm_partial};
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
         if (all[i])
             cudaFree(all[i]);
@@ -167,7 +170,8 @@ static int cuda_attach(mg_backend *be, const mg_train_state *s, mg_error *err)
         {(void **)&tr->d_adam_m, sizeof(float) * P},
         {(void **)&tr->d_adam_v, sizeof(float) * P},
         {(void **)&tr->d_grads, sizeof(float) * P * (size_t)s->batch},
-        {(void **)&tr->d_damage_index, sizeof(int32_t) * (size_t)s->batch_count},
+        {(void **)&tr->d_rows, sizeof(int32_t) * 2 * (size_t)s->batch_count},
+        {(void **)&tr->d_action, (size_t)s->batch_count},
         {(void **)&tr->d_damage, cells * (size_t)s->batch_count},
         {(void **)&tr->d_norms, sizeof(double) * MG_CUDA_MAX_TENSORS},
         {(void **)&tr->d_norm_partial, sizeof(double) * MG_CUDA_MAX_TENSORS * MG_CUDA_NORM_BLOCKS},
@@ -212,15 +216,17 @@ static int cuda_gather(mg_backend *be, const mg_train_batch *b, double *loss, mg
     const int n = tr->s.batch_count;
     const size_t cells = cells_of(cb), state = mg_cuda_state_floats(&cb->dims);
     float *start = mg_cuda_rollout_start(cb, n, 1);
+    int32_t rows[2 * n]; /* alive until the synchronisation below */
+    memcpy(rows, b->local_index, sizeof(int32_t) * n);
+    memcpy(rows + n, b->target_index, sizeof(int32_t) * n);
     CK(cudaMemcpyAsync(cb->d_sample_index, b->sample_index, sizeof(uint32_t) * n, cudaMemcpyHostToDevice,
                        cb->stream), "uploading sample indices");
-    for (int i = 0; i < n; i++) {
-        CK(cudaMemcpyAsync(start + state * i, tr->d_pool + state * (size_t)b->local_index[i], sizeof(float) * state,
-                           cudaMemcpyDeviceToDevice, cb->stream), "gathering the batch from the pool");
-        CK(cudaMemcpyAsync(cb->d_targets + cells * 4 * i, tr->d_all_targets + cells * 4 * (size_t)b->target_index[i],
-                           sizeof(float) * cells * 4, cudaMemcpyDeviceToDevice, cb->stream),
-           "gathering the batch's targets");
-    }
+    CK(cudaMemcpyAsync(tr->d_rows, rows, sizeof rows, cudaMemcpyHostToDevice, cb->stream),
+       "uploading the batch's pool and target indices");
+    CK(mg_cuda_gather_rows(n, (int64_t)state, tr->d_rows, tr->d_pool, start, cb->stream),
+       "gathering the batch from the pool");
+    CK(mg_cuda_gather_rows(n, (int64_t)cells * 4, tr->d_rows + n, tr->d_all_targets, cb->d_targets, cb->stream),
+       "gathering the batch's targets");
     CK(mg_cuda_loss(n, (int)cells, cb->dims.channels, start, cb->d_targets, cb->d_loss, NULL, cb->stream),
        "the pool samples' losses");
     CK(cudaMemcpyAsync(loss, cb->d_loss, sizeof(double) * n, cudaMemcpyDeviceToHost, cb->stream),
@@ -280,22 +286,24 @@ static int cuda_rollouts(mg_backend *be, const mg_train_batch *b, double *loss, 
     const int n = tr->s.batch_count;
     if (b->steps < 0 || b->steps > cb->max_steps)
         return mg_fail(err, "cuda backend: rollout of %d steps exceeds the configured maximum", b->steps);
-    const size_t cells = cells_of(cb), state = mg_cuda_state_floats(&cb->dims);
+    const size_t cells = cells_of(cb);
     float *start = mg_cuda_rollout_start(cb, n, 1);
-    int32_t which[n];
-    for (int i = 0; i < n; i++) {
-        which[i] = b->action[i] == MG_TRAIN_DAMAGE;
-        if (b->action[i] == MG_TRAIN_RESEED)
-            CK(cudaMemcpyAsync(start + state * i, tr->d_seed, sizeof(float) * state, cudaMemcpyDeviceToDevice,
-                               cb->stream), "reseeding");
-        else if (which[i])
-            CK(cudaMemcpyAsync(tr->d_damage + cells * i, b->damage + cells * i, cells, cudaMemcpyHostToDevice,
-                               cb->stream), "uploading damage masks");
-    }
-    CK(cudaMemcpyAsync(tr->d_damage_index, which, sizeof which, cudaMemcpyHostToDevice, cb->stream),
-       "uploading damage flags");
-    CK(mg_cuda_zero_cells(n, (int)cells, cb->dims.channels, tr->d_damage_index, tr->d_damage, start, cb->stream),
-       "damaging");
+    /* The damage masks of the damaged positions, in one copy of the span
+     * from the first to the last (rows between them are not read). */
+    int first = n, last = -1;
+    for (int i = 0; i < n; i++)
+        if (b->action[i] == MG_TRAIN_DAMAGE) {
+            if (last < 0)
+                first = i;
+            last = i;
+        }
+    if (last >= 0)
+        CK(cudaMemcpyAsync(tr->d_damage + cells * first, b->damage + cells * first, cells * (size_t)(last - first + 1),
+                           cudaMemcpyHostToDevice, cb->stream), "uploading damage masks");
+    CK(cudaMemcpyAsync(tr->d_action, b->action, (size_t)n, cudaMemcpyHostToDevice, cb->stream),
+       "uploading the batch's actions");
+    CK(mg_cuda_apply_actions(n, (int)cells, cb->dims.channels, tr->d_action, tr->d_damage, tr->d_seed, start,
+                             cb->stream), "reseeding and damaging");
     if (b->rules.freeze)
         CK(cudaMemcpyAsync(cb->d_freeze, b->rules.freeze, cells, cudaMemcpyHostToDevice, cb->stream),
            "uploading the freeze mask");
@@ -320,7 +328,6 @@ static int cuda_rollouts(mg_backend *be, const mg_train_batch *b, double *loss, 
     tr->d_final = final;
     CK(cudaMemcpyAsync(loss, cb->d_loss, sizeof(double) * n, cudaMemcpyDeviceToHost, cb->stream),
        "downloading losses");
-    /* Also keeps `which` alive until its upload has run. */
     CK(cudaStreamSynchronize(cb->stream), "running the batch");
     return 0;
 }
@@ -385,6 +392,13 @@ static int cuda_apply(mg_backend *be, const mg_train_batch *b, const double *nor
         return -1;
     cuda_train *tr = &cb->train;
     const mg_train_state *s = &tr->s;
+    /* One writer per pool sample: positions in distinct pool slices. */
+    const int n = s->batch_count;
+    for (int i = 0; i < n; i++)
+        for (int j = 0; j < i; j++)
+            if (b->local_index[i] == b->local_index[j])
+                return mg_fail(err, "cuda backend: batch positions %d and %d name the same pool sample %d", j, i,
+                               b->local_index[i]);
     float scale[MG_CUDA_MAX_TENSORS];
     for (int k = 0; k < s->n_tensors; k++)
         scale[k] = mg_grad_scale(norms[k]);
@@ -392,11 +406,10 @@ static int cuda_apply(mg_backend *be, const mg_train_batch *b, const double *nor
     const mg_cuda_adam a = {c.b1, c.b2, c.step_size, c.inv_sqrt_c2, c.eps, c.decay};
     CK(mg_cuda_adam_update(&tr->tensors, s->cfg->grad_normalize, scale, &a, tr->d_grads, cb->d_params, tr->d_adam_m,
                            tr->d_adam_v, cb->stream), "the Adam step");
-    const size_t state = mg_cuda_state_floats(&cb->dims);
-    for (int i = 0; i < s->batch_count; i++)
-        CK(cudaMemcpyAsync(tr->d_pool + state * (size_t)b->local_index[i], tr->d_final + state * i,
-                           sizeof(float) * state, cudaMemcpyDeviceToDevice, cb->stream),
-           "returning the batch to the pool");
+    CK(cudaMemcpyAsync(tr->d_rows, b->local_index, sizeof(int32_t) * n, cudaMemcpyHostToDevice, cb->stream),
+       "uploading the batch's pool indices");
+    CK(mg_cuda_scatter_rows(n, (int64_t)mg_cuda_state_floats(&cb->dims), tr->d_rows, tr->d_final, tr->d_pool,
+                            cb->stream), "returning the batch to the pool");
     CK(cudaStreamSynchronize(cb->stream), "the update");
     return 0;
 }

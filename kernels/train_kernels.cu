@@ -1,4 +1,5 @@
-/* The training kernels besides the rollout (mg_cuda_train.h): damage, the
+/* The training kernels besides the rollout (mg_cuda_train.h): moving
+ * samples between the pool and the batch, reseeding and damage, the
  * fixed-order gradient reduction, the per-tensor norms and Adam. Each
  * mirrors a CPU function named in the header, in the same arithmetic
  * order where that order decides bits. */
@@ -7,26 +8,73 @@
 
 #define TRAIN_THREADS 256
 
+/* Block row y of the grid moves row y: one launch for the whole batch
+ * instead of a copy call per sample. */
 __global__ void __launch_bounds__(TRAIN_THREADS)
-k_zero_cells(int cells, int C, const int32_t *__restrict__ which, const unsigned char *__restrict__ mask,
-             float *__restrict__ states)
+k_move_rows(int64_t row, const int32_t *__restrict__ rows, int scatter, const float *__restrict__ src,
+            float *__restrict__ dst)
 {
-    const int b = blockIdx.y;
-    if (!which[b])
-        return;
-    for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < cells; i += gridDim.x * blockDim.x)
-        if (mask[(size_t)b * cells + i])
-            for (int c = 0; c < C; c++)
-                states[((size_t)b * cells + i) * C + c] = 0.0f;
+    const int i = blockIdx.y;
+    const float *from = src + row * (scatter ? i : rows[i]);
+    float *to = dst + row * (scatter ? rows[i] : i);
+    for (int64_t j = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; j < row; j += (int64_t)gridDim.x * blockDim.x)
+        to[j] = from[j];
 }
 
-extern "C" cudaError_t mg_cuda_zero_cells(int n, int cells, int channels, const int32_t *d_which,
-                                          const unsigned char *d_mask, float *d_states, cudaStream_t stream)
+static cudaError_t move_rows(int n, int64_t row, const int32_t *d_rows, int scatter, const float *d_src, float *d_dst,
+                             cudaStream_t stream)
+{
+    if (n <= 0 || row <= 0)
+        return cudaSuccess;
+    int64_t blocks = (row + TRAIN_THREADS - 1) / TRAIN_THREADS;
+    if (blocks > 1024)
+        blocks = 1024;
+    k_move_rows<<<dim3((unsigned)blocks, (unsigned)n), TRAIN_THREADS, 0, stream>>>(row, d_rows, scatter, d_src, d_dst);
+    return cudaGetLastError();
+}
+
+extern "C" cudaError_t mg_cuda_gather_rows(int n, int64_t row, const int32_t *d_rows, const float *d_src,
+                                           float *d_dst, cudaStream_t stream)
+{
+    return move_rows(n, row, d_rows, 0, d_src, d_dst, stream);
+}
+
+extern "C" cudaError_t mg_cuda_scatter_rows(int n, int64_t row, const int32_t *d_rows, const float *d_src,
+                                            float *d_dst, cudaStream_t stream)
+{
+    return move_rows(n, row, d_rows, 1, d_src, d_dst, stream);
+}
+
+/* Block row b of the grid prepares sample b; thread j of the row walks
+ * elements j, j + stride, ... of the state. */
+__global__ void __launch_bounds__(TRAIN_THREADS)
+k_apply_actions(int cells, int C, const unsigned char *__restrict__ action, const unsigned char *__restrict__ mask,
+                const float *__restrict__ seed, float *__restrict__ states)
+{
+    const int b = blockIdx.y, what = action[b];
+    if (what != MG_CUDA_RESEED && what != MG_CUDA_DAMAGE)
+        return;
+    const int64_t len = (int64_t)cells * C;
+    float *s = states + (size_t)b * len;
+    const unsigned char *m = mask + (size_t)b * cells;
+    for (int64_t j = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; j < len; j += (int64_t)gridDim.x * blockDim.x)
+        if (what == MG_CUDA_RESEED)
+            s[j] = seed[j];
+        else if (m[j / C])
+            s[j] = 0.0f;
+}
+
+extern "C" cudaError_t mg_cuda_apply_actions(int n, int cells, int channels, const unsigned char *d_action,
+                                             const unsigned char *d_mask, const float *d_seed, float *d_states,
+                                             cudaStream_t stream)
 {
     if (n <= 0 || cells <= 0)
         return cudaSuccess;
-    const int blocks = (cells + TRAIN_THREADS - 1) / TRAIN_THREADS;
-    k_zero_cells<<<dim3(blocks, n), TRAIN_THREADS, 0, stream>>>(cells, channels, d_which, d_mask, d_states);
+    int64_t blocks = ((int64_t)cells * channels + TRAIN_THREADS - 1) / TRAIN_THREADS;
+    if (blocks > 1024)
+        blocks = 1024;
+    k_apply_actions<<<dim3((unsigned)blocks, n), TRAIN_THREADS, 0, stream>>>(cells, channels, d_action, d_mask,
+                                                                              d_seed, d_states);
     return cudaGetLastError();
 }
 

@@ -22,6 +22,8 @@ cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DMORPHOGEN_SANITIZE=ON -DMORP
 cmake --build build-asan -j"$jobs" >/dev/null
 # Open MPI's own allocations outlive MPI_Finalize by design; tests/lsan.supp
 # names only its libraries (full unwinding, so the suppressions match).
+# print_suppressions=0: LeakSanitizer's table of what it suppressed would
+# reach every rank's stderr, which tests that read stderr would see.
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-  LSAN_OPTIONS=suppressions=$PWD/tests/lsan.supp:fast_unwind_on_malloc=0 \
+  LSAN_OPTIONS=suppressions=$PWD/tests/lsan.supp:fast_unwind_on_malloc=0:print_suppressions=0 \
   ctest --test-dir build-asan --output-on-failure -j"$jobs" -LE slow

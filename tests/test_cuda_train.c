@@ -13,7 +13,10 @@
  *    expressions, but the compilers may contract different products into
  *    FMAs: each parameter, moment within 1e-6 relative of its magnitude
  *    plus 1e-12 absolute;
- *  - damage zeroes exactly the masked cells of the flagged samples.
+ *  - reseeding copies the seed state and damage zeroes exactly the masked
+ *    cells, each only in the samples whose action it is;
+ *  - gathering rows out of a pool and scattering them back moves exactly
+ *    the named rows, bit for bit.
  * Then four iterations of the whole sequence (gather, rollouts with keep,
  * reseed and damage, exchange, reduce, apply, sync) on both backends from
  * the same state, rollouts of 6, 5, 6 and 5 steps (so that the CUDA graphs
@@ -176,32 +179,69 @@ static void test_adam(void **state)
         }
 }
 
-static void test_zero_cells(void **state)
+static void test_apply_actions(void **state)
 {
     (void)state;
     require_device(NAME);
-    const int n = 3, cells = 37, C = 5;
-    const size_t all = (size_t)n * cells * C;
-    float *s = alloc_floats(all), *out = alloc_floats(all);
-    unsigned char mask[3 * 37];
-    const int32_t which[3] = {1, 0, 1};
+    const int n = 4, cells = 37, C = 5;
+    const size_t len = (size_t)cells * C, all = (size_t)n * len;
+    float *s = alloc_floats(all), *out = alloc_floats(all), *seed = alloc_floats(len);
+    unsigned char mask[4 * 37];
+    const unsigned char action[4] = {MG_TRAIN_DAMAGE, MG_TRAIN_KEEP, MG_TRAIN_RESEED, MG_TRAIN_DAMAGE};
     for (size_t i = 0; i < all; i++)
         s[i] = (float)fixture_uniform(900, (uint32_t)i, 0.5, 1);
+    for (size_t i = 0; i < len; i++)
+        seed[i] = (float)fixture_uniform(902, (uint32_t)i, -1, 1);
     for (int i = 0; i < n * cells; i++)
         mask[i] = (unsigned char)(fixture_uniform(901, (uint32_t)i, 0, 1) < 0.4);
-    float *d = device_copy(s, sizeof(float) * all);
-    unsigned char *dm = device_copy(mask, sizeof mask);
-    int32_t *dw = device_copy(which, sizeof which);
-    assert_int_equal(mg_cuda_zero_cells(n, cells, C, dw, dm, d, 0), cudaSuccess);
+    float *d = device_copy(s, sizeof(float) * all), *ds = device_copy(seed, sizeof(float) * len);
+    unsigned char *dm = device_copy(mask, sizeof mask), *da = device_copy(action, sizeof action);
+    assert_int_equal(mg_cuda_apply_actions(n, cells, C, da, dm, ds, d, 0), cudaSuccess);
     poison(out, all);
     download(out, d, sizeof(float) * all);
     const mg_nca_dims dims = {1, cells, C, 1};
     for (int b = 0; b < n; b++)
-        if (which[b])
-            mg_zero_cells(&dims, mask + (size_t)b * cells, s + (size_t)b * cells * C);
+        if (action[b] == MG_TRAIN_RESEED)
+            memcpy(s + (size_t)b * len, seed, sizeof(float) * len);
+        else if (action[b] == MG_TRAIN_DAMAGE)
+            mg_zero_cells(&dims, mask + (size_t)b * cells, s + (size_t)b * len);
     assert_memory_equal(out, s, sizeof(float) * all);
-    cudaFree(d), cudaFree(dm), cudaFree(dw);
-    free(s), free(out);
+    cudaFree(d), cudaFree(ds), cudaFree(dm), cudaFree(da);
+    free(s), free(out), free(seed);
+}
+
+/* Rows out of a pool in a scrambled order, then back into another. */
+static void test_move_rows(void **state)
+{
+    (void)state;
+    require_device(NAME);
+    const int pool = 7, n = 4;
+    const int64_t row = 1000; /* several blocks per row */
+    const int32_t from[4] = {5, 0, 6, 2}, to[4] = {1, 3, 0, 6};
+    float *p = alloc_floats((size_t)pool * row), *batch = alloc_floats((size_t)n * row),
+          *want = alloc_floats((size_t)pool * row);
+    for (int64_t i = 0; i < pool * row; i++)
+        p[i] = (float)fixture_uniform(903, (uint32_t)i, -1, 1);
+    float *dp = device_copy(p, sizeof(float) * (size_t)(pool * row)), *db = device_copy(NULL, sizeof(float) * (size_t)(n * row));
+    int32_t *df = device_copy(from, sizeof from), *dt = device_copy(to, sizeof to);
+    assert_int_equal(mg_cuda_gather_rows(n, row, df, dp, db, 0), cudaSuccess);
+    poison(batch, (size_t)(n * row));
+    download(batch, db, sizeof(float) * (size_t)(n * row));
+    for (int i = 0; i < n; i++)
+        assert_memory_equal(batch + row * i, p + row * from[i], sizeof(float) * (size_t)row);
+    /* Scatter the gathered rows, each scaled by a row-specific sign, back. */
+    for (int64_t i = 0; i < n * row; i++)
+        batch[i] = -batch[i] - (float)(i / row);
+    assert_int_equal(cudaMemcpy(db, batch, sizeof(float) * (size_t)(n * row), cudaMemcpyHostToDevice), cudaSuccess);
+    assert_int_equal(mg_cuda_scatter_rows(n, row, dt, db, dp, 0), cudaSuccess);
+    memcpy(want, p, sizeof(float) * (size_t)(pool * row));
+    for (int i = 0; i < n; i++)
+        memcpy(want + row * to[i], batch + row * i, sizeof(float) * (size_t)row);
+    poison(p, (size_t)(pool * row));
+    download(p, dp, sizeof(float) * (size_t)(pool * row));
+    assert_memory_equal(p, want, sizeof(float) * (size_t)(pool * row));
+    cudaFree(dp), cudaFree(db), cudaFree(df), cudaFree(dt);
+    free(p), free(batch), free(want);
 }
 
 /* One backend's copy of a training state. */
@@ -306,6 +346,12 @@ static void test_train_ops_parity(void **state)
         assert_memory_equal(post[2], post[1], sizeof post[1]);
         assert_memory_equal(norms[2], norms[1], sizeof norms[1]);
     }
+    /* Returning a batch to the pool needs one writer per pool sample. */
+    const int32_t twice[3] = {1, 4, 1};
+    const mg_train_batch dup = {.local_index = twice};
+    const double unit[3] = {1, 1, 1};
+    assert_int_equal(be[1]->ops->train->apply(be[1], &dup, unit, 2e-3, 5, &err), -1);
+    assert_non_null(strstr(err.msg, "batch positions 0 and 2 name the same pool sample 1"));
     /* sync must write every element of the host copy. */
     poison(copy[1].params, (size_t)P), poison(copy[1].m, (size_t)P), poison(copy[1].v, (size_t)P);
     poison(copy[1].pool, n_state * pool_count);
@@ -340,7 +386,8 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_tree_sum_bitwise), cmocka_unit_test(test_norms),
-        cmocka_unit_test(test_adam),             cmocka_unit_test(test_zero_cells),
+        cmocka_unit_test(test_adam),             cmocka_unit_test(test_apply_actions),
+        cmocka_unit_test(test_move_rows),
         cmocka_unit_test(test_train_ops_parity),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
