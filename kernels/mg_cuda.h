@@ -62,6 +62,11 @@ size_t mg_cuda_mlp_smem_bytes(int channels, int hidden, int tf32);
  * the 48 KiB default; must not exceed the device's opt-in limit). */
 cudaError_t mg_cuda_mlp_configure(size_t bytes, int tf32);
 
+/* Weight-gradient tiles each warp of the tensor-core backward kernel keeps
+ * in registers across its block's cell tiles for C channels and H hidden
+ * units: 4 or 8, or 0 when they would not fit (step_tf32.cu). */
+int mg_cuda_tf32_grad_frags(int channels, int hidden);
+
 /* One step forward for n samples: d_s_out = m * (d_s_in + f * du) exactly as
  * mg_step_forward_f32. d_s_mid is scratch [n][cells][C] (d_s_in + f * du before
  * masking); d_alive_out [n][cells] receives the step's mask m unless NULL. */

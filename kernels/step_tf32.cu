@@ -119,19 +119,16 @@ template <typename Frag> __device__ __forceinline__ void mg_tc_round(Frag &f)
         f.x[i] = wmma::__float_to_tf32(f.x[i]);
 }
 
-/* One warp: the 16x16 tile (i0, j0) of A [M][Kd] B [Kd][N], summed in k
- * order, into tile [16][ldt] (row-major). A is row-major (a[i][k] at
- * a + i lda + k) or, with ColA, column-major (a[i][k] at a + k lda + i);
- * likewise B (b[k][j] at b + k ldb + j, or with ColB at b + j ldb + k).
- * Kd a multiple of 8. */
+/* One warp: acc += the 16x16 tile (i0, j0) of A [M][Kd] B [Kd][N], summed
+ * in k order. A is row-major (a[i][k] at a + i lda + k) or, with ColA,
+ * column-major (a[i][k] at a + k lda + i); likewise B (b[k][j] at
+ * b + k ldb + j, or with ColB at b + j ldb + k). Kd a multiple of 8. */
 template <bool ColA, bool ColB>
-__device__ __forceinline__ void mg_tc_tile(int i0, int j0, int Kd, const float *a, int lda, const float *b, int ldb,
-                                           float *tile, int ldt)
+__device__ __forceinline__ void mg_tc_tile_acc(int i0, int j0, int Kd, const float *a, int lda, const float *b,
+                                               int ldb, mg_frag_acc &acc)
 {
     typedef typename std::conditional<ColA, mg_frag_a_col, mg_frag_a_row>::type frag_a;
     typedef typename std::conditional<ColB, mg_frag_b_col, mg_frag_b_row>::type frag_b;
-    mg_frag_acc acc;
-    wmma::fill_fragment(acc, 0.0f);
     for (int k0 = 0; k0 < Kd; k0 += 8) {
         frag_a fa;
         frag_b fb;
@@ -141,6 +138,16 @@ __device__ __forceinline__ void mg_tc_tile(int i0, int j0, int Kd, const float *
         mg_tc_round(fb);
         wmma::mma_sync(acc, fa, fb, acc);
     }
+}
+
+/* One warp: that tile alone (from zero) into tile [16][ldt] (row-major). */
+template <bool ColA, bool ColB>
+__device__ __forceinline__ void mg_tc_tile(int i0, int j0, int Kd, const float *a, int lda, const float *b, int ldb,
+                                           float *tile, int ldt)
+{
+    mg_frag_acc acc;
+    wmma::fill_fragment(acc, 0.0f);
+    mg_tc_tile_acc<ColA, ColB>(i0, j0, Kd, a, lda, b, ldb, acc);
     wmma::store_matrix_sync(tile, acc, ldt, wmma::mem_row_major);
 }
 
@@ -252,14 +259,28 @@ k_mlp_forward_tf32(mg_cuda_step a, mg_cuda_work w, const float *__restrict__ s_i
 #endif
 }
 
+/* The weight gradients are gw1 = p^T g (KP/16 x HP/16 tiles of 16x16) and
+ * gw2 = r^T gu (HP/16 x CP/16 tiles), gw1's tiles numbered first. */
+__host__ __device__ inline int mg_tc_grad_tiles(const mg_tc_layout &L)
+{
+    return (L.KP / 16) * (L.HP / 16) + (L.HP / 16) * (L.CP / 16);
+}
+
+/* Weight-gradient tiles each warp keeps in accumulator fragments across
+ * all of its block's cell tiles (warp w owns tiles w, w + WARPS, ...), so
+ * that the block's slice of d_partial is read and written once per step
+ * rather than once per cell tile, with no barrier per tile between: 4
+ * fragments (32 registers) hold the Distill config's 32 tiles (C = 16,
+ * H = 128), 8 the large config's 64 (C = 32); beyond that (0) each cell
+ * tile's gradients are added into the slice at once. */
+__host__ __device__ inline int mg_tc_grad_frags(const mg_tc_layout &L)
+{
+    const int total = mg_tc_grad_tiles(L);
+    return total <= 4 * MG_TC_WARPS ? 4 : total <= 8 * MG_TC_WARPS ? 8 : 0;
+}
+
 #if MG_TC_HAVE_TF32
-/* The tile's weight gradients, gw1 = p^T g (KP/16 x HP/16 tiles) and
- * gw2 = r^T gu (HP/16 x CP/16 tiles), added into the block's slice `part`.
- * In rounds of one tile per warp: each warp stores its 16x16 result into
- * its scratch tile, then the block adds the round's tiles into `part`
- * (every element of `part` has this one writer, tiles in a fixed order). */
-/* Weight-gradient tile t: gw1's tiles first (gw1 = 1), then gw2's; its
- * first row and column. */
+/* Weight-gradient tile t: whether it is gw1's, its first row and column. */
 struct mg_tc_grad_tile {
     bool gw1;
     int i0, j0;
@@ -272,51 +293,87 @@ __device__ __forceinline__ mg_tc_grad_tile mg_tc_grad_tile_at(const mg_tc_layout
     return {gw1, (tt % mt) * 16, (tt / mt) * 16};
 }
 
+/* One warp: acc += weight-gradient tile t of this cell tile. A is p^T or
+ * r^T (column-major views of p [TILE][KS], r [TILE][HS]); B is g [TILE][HS]
+ * or gu [TILE][CS], row-major; k runs over the tile's cells. */
+__device__ __forceinline__ void mg_tc_grad_tile_acc(const mg_tc_layout &L, const float *sm, int t, mg_frag_acc &acc)
+{
+    const mg_tc_grad_tile gt = mg_tc_grad_tile_at(L, t);
+    if (gt.gw1)
+        mg_tc_tile_acc<true, false>(gt.i0, gt.j0, MG_CUDA_TILE, sm + L.p, L.KS, sm + L.g, L.HS, acc);
+    else
+        mg_tc_tile_acc<true, false>(gt.i0, gt.j0, MG_CUDA_TILE, sm + L.r, L.HS, sm + L.u, L.CS, acc);
+}
+
+/* One round of adding weight-gradient tiles into the block's slice `part`:
+ * warp w's fragment f is tile round + w (if there is one); each warp stores
+ * it into its scratch tile, then the block adds the round's tiles (every
+ * element of `part` has this one writer, tiles in a fixed order). */
+__device__ __forceinline__ void mg_tc_grads_add_round(const mg_tc_layout &L, float *sm, int round,
+                                                      const mg_frag_acc &f, float *part)
+{
+    const int total = mg_tc_grad_tiles(L), warp = (int)threadIdx.x / 32;
+    float *scratch = sm + L.scratch;
+    if (round + warp < total)
+        wmma::store_matrix_sync(scratch + (size_t)warp * 256, f, 16, wmma::mem_row_major);
+    __syncthreads();
+    for (int i = threadIdx.x; i < MG_TC_WARPS * 256 && round + i / 256 < total; i += blockDim.x) {
+        const mg_tc_grad_tile gt = mg_tc_grad_tile_at(L, round + i / 256);
+        const int row = gt.i0 + (i % 256) / 16, col = gt.j0 + i % 16;
+        if (gt.gw1 && row < L.K && col < L.H)
+            part[(size_t)row * L.H + col] += scratch[i];
+        else if (!gt.gw1 && row < L.H && col < L.C)
+            part[(size_t)L.K * L.H + L.H + (size_t)row * L.C + col] += scratch[i];
+    }
+    __syncthreads();
+}
+
+/* Without kept fragments: this cell tile's weight gradients added into
+ * `part` now, one tile per warp per round. */
 __device__ __forceinline__ void mg_tc_weight_grads(const mg_tc_layout &L, float *sm, float *part)
 {
-    const int K = L.K, H = L.H, C = L.C;
-    const int total = (L.KP / 16) * (L.HP / 16) + (L.HP / 16) * (L.CP / 16);
-    const int warp = (int)threadIdx.x / 32;
-    float *gw1 = part, *gw2 = part + (size_t)K * H + H;
-    float *scratch = sm + L.scratch;
+    const int total = mg_tc_grad_tiles(L), warp = (int)threadIdx.x / 32;
     for (int round = 0; round < total; round += MG_TC_WARPS) {
-        if (round + warp < total) {
-            const mg_tc_grad_tile gt = mg_tc_grad_tile_at(L, round + warp);
-            /* A is p^T or r^T: column-major views of p [TILE][KS], r [TILE][HS];
-             * B is g [TILE][HS] or gu [TILE][CS], row-major; k runs over cells. */
-            if (gt.gw1)
-                mg_tc_tile<true, false>(gt.i0, gt.j0, MG_CUDA_TILE, sm + L.p, L.KS, sm + L.g, L.HS,
-                                        scratch + (size_t)warp * 256, 16);
-            else
-                mg_tc_tile<true, false>(gt.i0, gt.j0, MG_CUDA_TILE, sm + L.r, L.HS, sm + L.u, L.CS,
-                                        scratch + (size_t)warp * 256, 16);
-        }
-        __syncthreads();
-        for (int i = threadIdx.x; i < MG_TC_WARPS * 256; i += blockDim.x) {
-            const int tw = round + i / 256;
-            if (tw >= total)
-                break; /* later warps' slots are past the last tile too */
-            const mg_tc_grad_tile gt = mg_tc_grad_tile_at(L, tw);
-            const bool first = gt.gw1;
-            const int row = gt.i0 + (i % 256) / 16, col = gt.j0 + i % 16;
-            if (first && row < K && col < H)
-                gw1[(size_t)row * H + col] += scratch[i];
-            else if (!first && row < H && col < C)
-                gw2[(size_t)row * C + col] += scratch[i];
-        }
-        __syncthreads();
+        mg_frag_acc acc;
+        wmma::fill_fragment(acc, 0.0f);
+        if (round + warp < total)
+            mg_tc_grad_tile_acc(L, sm, round + warp, acc);
+        mg_tc_grads_add_round(L, sm, round, acc, part);
     }
 }
-#endif
 
-__global__ void __launch_bounds__(MG_CUDA_THREADS)
-k_mlp_backward_tf32(mg_cuda_step a, mg_cuda_work w, const float *__restrict__ s_in, const float *__restrict__ g_out)
+/* With FRAGS kept fragments: this cell tile's weight gradients into them
+ * (no barrier; the caller's must follow before p, r, g or u change). */
+template <int FRAGS>
+__device__ __forceinline__ void mg_tc_weight_grads_keep(const mg_tc_layout &L, const float *sm,
+                                                        mg_frag_acc (&acc)[FRAGS])
 {
-#if !MG_TC_HAVE_TF32
-    __trap();
-#else
-    extern __shared__ float4 smem_tb4[];
-    float *sm = reinterpret_cast<float *>(smem_tb4);
+    const int total = mg_tc_grad_tiles(L), warp = (int)threadIdx.x / 32;
+#pragma unroll
+    for (int j = 0; j < FRAGS; j++)
+        if (warp + j * MG_TC_WARPS < total)
+            mg_tc_grad_tile_acc(L, sm, warp + j * MG_TC_WARPS, acc[j]);
+}
+
+/* The kept fragments added into `part` once, after the block's last cell
+ * tile (the rounds' barriers: once per block and step, not per tile). */
+template <int FRAGS>
+__device__ __forceinline__ void mg_tc_weight_grads_flush(const mg_tc_layout &L, float *sm,
+                                                         const mg_frag_acc (&acc)[FRAGS], float *part)
+{
+#pragma unroll
+    for (int j = 0; j < FRAGS; j++)
+        if (j * MG_TC_WARPS < mg_tc_grad_tiles(L)) /* the same for the whole block */
+            mg_tc_grads_add_round(L, sm, j * MG_TC_WARPS, acc[j], part);
+}
+
+/* The backward kernels' body, FRAGS weight-gradient fragments kept per warp
+ * (mg_tc_grad_frags); sm is the dynamic shared memory. */
+template <int FRAGS>
+__device__ __forceinline__ void mg_tc_backward(const mg_cuda_step &a, const mg_cuda_work &w,
+                                               const float *__restrict__ s_in, const float *__restrict__ g_out,
+                                               float *sm)
+{
     const mg_tc_layout L = mg_tc_layout_for(a.channels, a.hidden);
     const int C = L.C, H = L.H, K = L.K, cells = a.height * a.width, b = blockIdx.y, tiles = mg_tile_count(w, b);
     if ((int)blockIdx.x >= tiles)
@@ -328,6 +385,10 @@ k_mlp_backward_tf32(mg_cuda_step a, mg_cuda_work w, const float *__restrict__ s_
     const float *s = s_in + (size_t)b * cells * C;
     const int *tile_cells = reinterpret_cast<const int *>(sm + L.cells);
     float *r = sm + L.r, *g = sm + L.g;
+    mg_frag_acc acc[FRAGS > 0 ? FRAGS : 1];
+    if constexpr (FRAGS > 0)
+        for (int j = 0; j < FRAGS; j++)
+            wmma::fill_fragment(acc[j], 0.0f);
     for (int tile = blockIdx.x; tile < tiles; tile += gridDim.x) {
         const int nv = mg_tc_begin_tile(L, a, w, b, tile, s, sm);
         mg_tile_update_grad(a, g_out + (size_t)b * cells * C, tile_cells, nv, L.CP, L.CS, sm + L.u);
@@ -343,13 +404,18 @@ k_mlp_backward_tf32(mg_cuda_step a, mg_cuda_work w, const float *__restrict__ s_
                 g[at] = 0.0f;
         }
         __syncthreads();
-        mg_tc_weight_grads(L, sm, part);
+        if constexpr (FRAGS > 0) {
+            mg_tc_weight_grads_keep<FRAGS>(L, sm, acc);
+            __syncthreads(); /* p is overwritten below */
+        } else {
+            mg_tc_weight_grads(L, sm, part);
+        }
         /* gb1[h] += sum_i g[i][h] over the tile's cells, in cell order. */
         for (int h = threadIdx.x; h < H; h += blockDim.x) {
-            float acc = 0.0f;
+            float sum = 0.0f;
             for (int i = 0; i < nv; i++)
-                acc += g[(size_t)i * L.HS + h];
-            gb1[h] += acc;
+                sum += g[(size_t)i * L.HS + h];
+            gb1[h] += sum;
         }
         /* dL/dp = g w1^T into p (its last reader, gw1, is done); w1^T is the
          * column-major view of w1 [KP][HS]. */
@@ -360,7 +426,40 @@ k_mlp_backward_tf32(mg_cuda_step a, mg_cuda_work w, const float *__restrict__ s_
             w.d_gp[((size_t)b * cells + tile_cells[t]) * K + k] = sm[L.p + (size_t)t * L.KS + k];
         }
     }
+    /* scratch's last users, the gemm above, are behind its barrier. */
+    if constexpr (FRAGS > 0)
+        mg_tc_weight_grads_flush<FRAGS>(L, sm, acc, part);
+}
 #endif
+
+/* One kernel per way of summing weight gradients (not a kernel template:
+ * each has its own name in profiles and its own register count). */
+#if MG_TC_HAVE_TF32
+#define MG_TC_BACKWARD(frags)                                                                                       \
+    extern __shared__ float4 smem_tb4[];                                                                            \
+    mg_tc_backward<frags>(a, w, s_in, g_out, reinterpret_cast<float *>(smem_tb4))
+#else
+#define MG_TC_BACKWARD(frags) __trap()
+#endif
+
+__global__ void __launch_bounds__(MG_CUDA_THREADS)
+k_mlp_backward_tf32(mg_cuda_step a, mg_cuda_work w, const float *__restrict__ s_in, const float *__restrict__ g_out)
+{
+    MG_TC_BACKWARD(0);
+}
+
+__global__ void __launch_bounds__(MG_CUDA_THREADS)
+k_mlp_backward_tf32_keep4(mg_cuda_step a, mg_cuda_work w, const float *__restrict__ s_in,
+                          const float *__restrict__ g_out)
+{
+    MG_TC_BACKWARD(4);
+}
+
+__global__ void __launch_bounds__(MG_CUDA_THREADS)
+k_mlp_backward_tf32_keep8(mg_cuda_step a, mg_cuda_work w, const float *__restrict__ s_in,
+                          const float *__restrict__ g_out)
+{
+    MG_TC_BACKWARD(8);
 }
 
 size_t mg_cuda_mlp_tf32_smem_bytes(int channels, int hidden)
@@ -370,10 +469,14 @@ size_t mg_cuda_mlp_tf32_smem_bytes(int channels, int hidden)
 
 cudaError_t mg_cuda_mlp_tf32_configure(size_t bytes)
 {
-    cudaError_t e = cudaFuncSetAttribute(k_mlp_forward_tf32, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)bytes);
-    return e != cudaSuccess
-               ? e
-               : cudaFuncSetAttribute(k_mlp_backward_tf32, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)bytes);
+    const void *kernels[] = {(const void *)k_mlp_forward_tf32, (const void *)k_mlp_backward_tf32,
+                             (const void *)k_mlp_backward_tf32_keep4, (const void *)k_mlp_backward_tf32_keep8};
+    for (const void *k : kernels) {
+        const cudaError_t e = cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)bytes);
+        if (e != cudaSuccess)
+            return e;
+    }
+    return cudaSuccess;
 }
 
 void mg_cuda_mlp_tf32_forward(const mg_cuda_step *a, const mg_cuda_work *w, const float *d_s_in, float *d_s_mid,
@@ -383,10 +486,24 @@ void mg_cuda_mlp_tf32_forward(const mg_cuda_step *a, const mg_cuda_work *w, cons
     k_mlp_forward_tf32<<<dim3(MG_CUDA_GROUPS, (unsigned)a->n), MG_CUDA_THREADS, smem, stream>>>(*a, *w, d_s_in, d_s_mid);
 }
 
+extern "C" int mg_cuda_tf32_grad_frags(int channels, int hidden)
+{
+    return mg_tc_grad_frags(mg_tc_layout_for(channels, hidden));
+}
+
 void mg_cuda_mlp_tf32_backward(const mg_cuda_step *a, const mg_cuda_work *w, const float *d_s_in,
                                const float *d_g_out, cudaStream_t stream)
 {
     const size_t smem = mg_cuda_mlp_tf32_smem_bytes(a->channels, a->hidden);
-    k_mlp_backward_tf32<<<dim3(MG_CUDA_GROUPS, (unsigned)a->n), MG_CUDA_THREADS, smem, stream>>>(*a, *w, d_s_in,
-                                                                                              d_g_out);
+    const dim3 grid(MG_CUDA_GROUPS, (unsigned)a->n);
+    switch (mg_cuda_tf32_grad_frags(a->channels, a->hidden)) {
+    case 4:
+        k_mlp_backward_tf32_keep4<<<grid, MG_CUDA_THREADS, smem, stream>>>(*a, *w, d_s_in, d_g_out);
+        break;
+    case 8:
+        k_mlp_backward_tf32_keep8<<<grid, MG_CUDA_THREADS, smem, stream>>>(*a, *w, d_s_in, d_g_out);
+        break;
+    default:
+        k_mlp_backward_tf32<<<grid, MG_CUDA_THREADS, smem, stream>>>(*a, *w, d_s_in, d_g_out);
+    }
 }

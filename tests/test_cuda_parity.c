@@ -14,7 +14,9 @@
  * than the backend's maximum, and a smaller batch after a larger one. The
  * tensor-core cases ("tf32") repeat five of these shapes (C = 20 instead of
  * 16 in the 33x31 one, so that 3C = 60 is no multiple of the 16-wide tiles;
- * C = 4, 5, 8 and H = 1, 7, 16, 30, 128 pad every dimension).
+ * C = 4, 5, 8 and H = 1, 7, 16, 30, 128 pad every dimension); C = 24 splits
+ * a product's k range unevenly, and C = 32 and 36 at H = 128 take the two
+ * other ways of summing weight gradients (mg_cuda_tf32_grad_frags).
  *
  * Tolerance (fp32): the GPU sums the same terms as the CPU in a different
  * order (per-block partial weight-gradient sums, another register blocking).
@@ -319,8 +321,30 @@ static const parity_case CASES[] = {
     {"tf32 10x9 C=24 H=16, uneven k slices, freeze, checkpoint 2", {10, 9, 24, 16}, 5, 2, 2, 0.5, 0, 1, 1},
     /* 8736 cells: the compaction's second chunk (k_compact scans 8192 per pass). */
     {"96x91 C=4 H=8, two compaction chunks, pin, freeze, checkpoint 2", {96, 91, 4, 8}, 3, 2, 2, 0.5, 1, 1, 0},
+    /* The large config's model: 64 weight-gradient tiles, 8 kept per warp
+     * (mg_cuda_tf32_grad_frags); every cell fires, so more than 32 cell
+     * tiles per sample: blocks carry their fragments across cell tiles. */
+    {"tf32 48x46 C=32 H=128, 8 kept gradient fragments, fire 1", {48, 46, 32, 128}, 1, 0, 2, 1.0, 0, 0, 1},
+    /* 80 weight-gradient tiles: too many to keep, added per cell tile. */
+    {"tf32 7x9 C=36 H=128, gradients added per cell tile, freeze", {7, 9, 36, 128}, 3, 0, 2, 0.5, 0, 1, 1},
 };
 enum { N_CASES = sizeof CASES / sizeof CASES[0] };
+
+/* The tf32 cases take each way the tensor-core backward kernel has of
+ * summing weight gradients (mg_cuda_tf32_grad_frags: 4 or 8 fragments kept
+ * per warp, or none); host-side, so it runs without a GPU too. */
+static void test_tf32_ways_covered(void **state)
+{
+    (void)state;
+    int seen[3] = {0, 0, 0};
+    for (int i = 0; i < N_CASES; i++)
+        if (CASES[i].tf32) {
+            const int frags = mg_cuda_tf32_grad_frags(CASES[i].dims.channels, CASES[i].dims.hidden);
+            assert_true(frags == 0 || frags == 4 || frags == 8);
+            seen[frags / 4] = 1;
+        }
+    assert_true(seen[0] && seen[1] && seen[2]);
+}
 
 /* One cmocka test per case, the case its state. */
 static void test_case(void **state) { run_case(*state); }
@@ -383,20 +407,30 @@ static void test_too_large_model_refused(void **state)
 /* MG_PARITY_CASES="0,2,5" runs only those cases (indices into CASES) after
  * the fire-mask test: the device check runs small cases under
  * compute-sanitizer, whose race and memory checkers slow kernels by orders of
- * magnitude. Anything else in the variable is refused, so a typo cannot
- * quietly select nothing. */
+ * magnitude. "fp32" or "tf32" selects every case of that kind (the
+ * sanitizer build's emulated runs split the cases so). Anything else in the
+ * variable is refused, so a typo cannot quietly select nothing. With
+ * MG_PARITY_LIST set, the selected tests' names are printed, none run. */
 static int select_cases(struct CMUnitTest *tests, int capacity, const struct CMUnitTest *all_cases, int n_cases)
 {
     const char *sel = getenv("MG_PARITY_CASES");
     if (!sel)
         return -1;
     int n = 0;
+    if (!strcmp(sel, "fp32") || !strcmp(sel, "tf32")) {
+        for (int i = 0; i < n_cases; i++)
+            if (((const parity_case *)all_cases[i].initial_state)->tf32 == (sel[0] == 't'))
+                tests[n++] = all_cases[i];
+        return n;
+    }
     for (const char *c = sel; *c;) {
         char *end = NULL;
         const long i = strtol(c, &end, 10);
         if (end == c || i < 0 || i >= n_cases || (*end != ',' && *end != '\0') || (*end == ',' && end[1] == '\0') ||
             n == capacity) {
-            fprintf(stderr, "test_cuda_parity: MG_PARITY_CASES='%s': want at most %d comma-separated case indices in 0..%d\n",
+            fprintf(stderr,
+                    "test_cuda_parity: MG_PARITY_CASES='%s': want fp32, tf32, or at most %d comma-separated case "
+                    "indices in 0..%d\n",
                     sel, capacity, n_cases - 1);
             exit(2);
         }
@@ -411,7 +445,7 @@ int main(void)
     /* The tests are named test_case_N after their index in CASES, the
      * index MG_PARITY_CASES selects by. */
     static char names[N_CASES][24];
-    struct CMUnitTest tests[N_CASES + 2];
+    struct CMUnitTest tests[N_CASES + 3];
     tests[0] = (struct CMUnitTest)cmocka_unit_test(test_fire_masks);
     struct CMUnitTest *cases = tests + 1;
     for (int i = 0; i < N_CASES; i++) {
@@ -421,8 +455,14 @@ int main(void)
     struct CMUnitTest selected[1 + N_CASES];
     selected[0] = tests[0];
     const int n_selected = select_cases(selected + 1, N_CASES, cases, N_CASES);
-    if (n_selected >= 0)
-        return _cmocka_run_group_tests("test_cuda_parity", selected, (size_t)n_selected + 1, NULL, NULL);
     tests[N_CASES + 1] = (struct CMUnitTest)cmocka_unit_test(test_too_large_model_refused);
-    return _cmocka_run_group_tests("test_cuda_parity", tests, N_CASES + 2, NULL, NULL);
+    tests[N_CASES + 2] = (struct CMUnitTest)cmocka_unit_test(test_tf32_ways_covered);
+    const struct CMUnitTest *run = n_selected >= 0 ? selected : tests;
+    const size_t n_run = n_selected >= 0 ? (size_t)n_selected + 1 : (size_t)N_CASES + 3;
+    if (getenv("MG_PARITY_LIST")) { /* the names, nothing run */
+        for (size_t i = 0; i < n_run; i++)
+            printf("%s\n", run[i].name);
+        return 0;
+    }
+    return _cmocka_run_group_tests("test_cuda_parity", run, n_run, NULL, NULL);
 }

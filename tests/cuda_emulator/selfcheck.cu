@@ -70,9 +70,10 @@ __global__ void k_early_return(int *out)
 /* D [16][16] = A [16][8] B [8][16] + C on one warp, all row-major in global
  * memory; only lanes < `lanes` take part, and `round` applies
  * __float_to_tf32 to the multiplicands; `offset` shifts A's pointer (a
- * misaligned tile) and `lda` is A's leading dimension. */
+ * misaligned tile) and `lda` is A's leading dimension; without `load_c` the
+ * accumulator is used as declared (neither loaded nor filled). */
 __global__ void k_mma(const float *a, const float *b, const float *c, float *d, int lanes, int round, int offset,
-                      int lda)
+                      int lda, int load_c)
 {
     using namespace nvcuda;
     if ((int)threadIdx.x >= lanes)
@@ -82,7 +83,8 @@ __global__ void k_mma(const float *a, const float *b, const float *c, float *d, 
     wmma::fragment<wmma::accumulator, 16, 16, 8, float> acc;
     wmma::load_matrix_sync(fa, a + offset, (unsigned)lda);
     wmma::load_matrix_sync(fb, b, 16);
-    wmma::load_matrix_sync(acc, c, 16, wmma::mem_row_major);
+    if (load_c)
+        wmma::load_matrix_sync(acc, c, 16, wmma::mem_row_major);
     if (round) {
         for (int i = 0; i < fa.num_elements; i++)
             fa.x[i] = wmma::__float_to_tf32(fa.x[i]);
@@ -267,11 +269,11 @@ int main(void)
         cudaMemcpy(da, ha, sizeof ha, cudaMemcpyHostToDevice);
         cudaMemcpy(db, hb, sizeof hb, cudaMemcpyHostToDevice);
         cudaMemcpy(dc, hc, sizeof hc, cudaMemcpyHostToDevice);
-        const auto run_mma = [&](int lanes, int round) {
+        const auto run_mma = [&](int lanes, int round, int load_c = 1) {
             for (int i = 0; i < 256; i++)
                 hd[i] = NAN;
             cudaMemcpy(dd, hd, sizeof hd, cudaMemcpyHostToDevice);
-            k_mma<<<1, 32>>>(da, db, dc, dd, lanes, round, 0, 8);
+            k_mma<<<1, 32>>>(da, db, dc, dd, lanes, round, 0, 8, load_c);
             cudaMemcpy(hd, dd, sizeof hd, cudaMemcpyDeviceToHost);
         };
         run_mma(32, 1);
@@ -281,6 +283,11 @@ int main(void)
         for (int i = 0; i < 256; i++)
             unwritten += isnan(hd[i]);
         check(unwritten == 128, "wmma with half the warp's lanes leaves half of D unwritten (NaN)");
+        run_mma(32, 1, 0);
+        int poisoned = 0;
+        for (int i = 0; i < 256; i++)
+            poisoned += isnan(hd[i]);
+        check(poisoned == 256, "an accumulator neither loaded nor filled poisons every result (NaN)");
 
         /* Rounding: 1 + 2^-11 is a tie between TF32's 1 and 1 + 2^-10: cvt.rna
          * goes away from zero; 1 + 2^-12 rounds down; 1 + 3 2^-12 up. */
@@ -306,9 +313,9 @@ int main(void)
         run_mma(32, 1);
         check(truncated == 1.0f && hd[0] == 1.0f + e10, "an unrounded multiplicand is truncated to TF32, a rounded one kept");
 
-        check(dies_saying([&] { k_mma<<<1, 32>>>(da, db, dc, dd, 32, 1, 1, 8); }, "not 32-byte aligned"),
+        check(dies_saying([&] { k_mma<<<1, 32>>>(da, db, dc, dd, 32, 1, 1, 8, 1); }, "not 32-byte aligned"),
               "a misaligned wmma tile stops the emulation");
-        check(dies_saying([&] { k_mma<<<1, 32>>>(da, db, dc, dd, 32, 1, 0, 6); }, "not a multiple of 4"),
+        check(dies_saying([&] { k_mma<<<1, 32>>>(da, db, dc, dd, 32, 1, 0, 6, 1); }, "not a multiple of 4"),
               "a wmma ldm that is no multiple of 4 floats stops the emulation");
         cudaFree(da);
         cudaFree(db);

@@ -121,6 +121,15 @@ public:
     static constexpr int num_elements = 8;
     typedef float element_type;
     float x[8];
+    /* A GPU fragment holds whatever its registers held: NaN here, so that
+     * an accumulator used before a load or fill poisons every result it
+     * reaches. (Multiplicands are left alone: every use loads them first,
+     * and filling 72 floats per k step would slow the sanitizer build.) */
+    fragment()
+    {
+        for (int e = 0; e < 8; e++)
+            x[e] = __builtin_nanf("");
+    }
 };
 typedef fragment<accumulator, 16, 16, 8, float> cuemu_accumulator;
 
