@@ -47,7 +47,7 @@ typedef struct mg_cuda_step {
 /* Scratch shared by the step kernels, sized for n samples. */
 typedef struct mg_cuda_work {
     unsigned char *d_pre;   /* [n][cells] pre-update alive mask */
-    unsigned char *d_flag;  /* [n][cells] cell runs the MLP (forward) / carries a gradient into it (backward) */
+    unsigned char *d_flag;  /* [n][cells] cell runs the MLP (forward) */
     int *d_active;          /* [n][cells] compacted cell indices, ascending */
     int *d_count;           /* [n] number of active cells */
     float *d_gp;            /* [n][cells][3C] dL/d(perception) of active cells */
@@ -67,15 +67,23 @@ cudaError_t mg_cuda_mlp_configure(size_t bytes, int tf32);
  * units: 4 or 8, or 0 when they would not fit (step_tf32.cu). */
 int mg_cuda_tf32_grad_frags(int channels, int hidden);
 
+/* The tape's byte per cell and step (d_alive_out below): bit 0 the step's
+ * mask m; bit 1 whether the cell carries a gradient into the MLP backward
+ * (m, fired, not frozen: the forward's MLP flag and m, since m implies alive
+ * before the step or pinned), so that the backward step needs no selection
+ * pass of its own. */
+#define MG_TAPE_ALIVE 1u
+#define MG_TAPE_MLP 2u
+
 /* One step forward for n samples: d_s_out = m * (d_s_in + f * du) exactly as
  * mg_step_forward_f32. d_s_mid is scratch [n][cells][C] (d_s_in + f * du before
- * masking); d_alive_out [n][cells] receives the step's mask m unless NULL. */
+ * masking); d_alive_out [n][cells] receives the step's tape bytes unless NULL. */
 cudaError_t mg_cuda_step_forward(const mg_cuda_step *a, const mg_cuda_work *w, const float *d_s_in,
                                  float *d_s_mid, float *d_s_out, unsigned char *d_alive_out,
                                  cudaStream_t stream);
 
 /* One step backward for n samples, as mg_step_backward_f32: from d_s_in (the
- * step's input state), its mask d_alive [n][cells] and d_g_out = dL/ds_out,
+ * step's input state), its tape bytes d_alive [n][cells] and d_g_out = dL/ds_out,
  * write d_g_in = dL/ds_in and ADD this step's weight gradient into
  * w->d_partial. */
 cudaError_t mg_cuda_step_backward(const mg_cuda_step *a, const mg_cuda_work *w, const float *d_s_in,

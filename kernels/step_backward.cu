@@ -1,7 +1,8 @@
 /* One NCA step backward on a batch of samples (mg_step_backward_f32's math).
  *
- * 1. k_select_backward + k_compact (step_select.cu): the cells with m = 1
- *    that fired and are not frozen, the only ones whose MLP gets a gradient.
+ * 1. k_compact (step_select.cu) of the cells the forward's k_finish marked
+ *    on the tape (m = 1, fired, not frozen: MG_TAPE_MLP), the only ones
+ *    whose MLP gets a gradient.
  * 2. k_mlp_backward: per tile of such cells (same block/tile assignment as
  *    forward), recompute perception and z, then dL/dz, the weight-gradient
  *    contributions and dL/dp, fused in shared memory. Weight gradients are
@@ -142,7 +143,7 @@ k_grad_input(mg_cuda_step a, mg_cuda_work w, const unsigned char *__restrict__ a
         return;
     const int cell = (int)(item / C), c = (int)(item % C), y = cell / a.width, x = cell % a.width;
     const size_t at = (size_t)b * cells + cell;
-    float g = alive[at] ? g_out[at * C + c] : 0.0f;
+    float g = alive[at] & MG_TAPE_ALIVE ? g_out[at * C + c] : 0.0f;
     /* Source cell q = (y+dy, x+dx) sees this cell at offset (-dy, -dx). */
     for (int dy = -1; dy <= 1; dy++) {
         const int qy = y + dy;
@@ -153,7 +154,7 @@ k_grad_input(mg_cuda_step a, mg_cuda_work w, const unsigned char *__restrict__ a
             if (qx < 0 || qx >= a.width)
                 continue;
             const size_t q = (size_t)b * cells + (size_t)qy * a.width + qx;
-            if (!w.d_flag[q])
+            if (!(alive[q] & MG_TAPE_MLP))
                 continue;
             const float *gp = w.d_gp + q * K;
             if (dy == 0 && dx == 0)

@@ -9,7 +9,8 @@
  *    thread), ReLU + output layer, and the update s_mid = s_in + du, all
  *    fused, nothing but the state touching global memory.
  * 3. k_finish: post-update alive mask, m = pre AND post (or pinned, or
- *    frozen), s_out = m * s_mid, and m onto the tape. */
+ *    frozen), s_out = m * s_mid, and m with the backward's MLP flag onto the
+ *    tape (MG_TAPE_*). */
 #include "nca_device.cuh"
 #include "step_internal.cuh"
 
@@ -71,7 +72,7 @@ k_finish(mg_cuda_step a, mg_cuda_work w, const float *__restrict__ s_mid, float 
     for (int c = 0; c < C; c++)
         dst[c] = m ? src[c] : 0.0f;
     if (alive_out)
-        alive_out[at] = m;
+        alive_out[at] = (unsigned char)((m ? MG_TAPE_ALIVE : 0u) | (m && w.d_flag[at] ? MG_TAPE_MLP : 0u));
 }
 
 extern "C" size_t mg_cuda_mlp_smem_bytes(int channels, int hidden, int tf32)

@@ -3,8 +3,9 @@
  * Exact sparsity, as on the CPU: forward, a cell runs the MLP iff it fires,
  * is not frozen, and is alive before the step or pinned (any other update
  * would be discarded by the fire or alive mask); backward, iff its mask m is
- * set, it fired and is not frozen. The list of such cells is built per sample
- * by a block-wide prefix sum in ascending cell order: the output is a pure
+ * set, it fired and is not frozen, which the forward's k_finish wrote onto
+ * the tape (MG_TAPE_MLP). The list of such cells is built per sample by a
+ * block-wide prefix sum in ascending cell order: the output is a pure
  * function of the flags, so it is the same on every run (no atomics). */
 #include <cub/block/block_scan.cuh>
 
@@ -41,31 +42,18 @@ k_select_forward(mg_cuda_step a, mg_cuda_work w, const float *__restrict__ s_in,
     }
 }
 
-/* Backward: the cells that carry a gradient into the MLP. */
-__global__ void __launch_bounds__(SELECT_THREADS)
-k_select_backward(mg_cuda_step a, mg_cuda_work w, const unsigned char *__restrict__ alive)
-{
-    const int cells = a.height * a.width, b = blockIdx.y;
-    const int cell = blockIdx.x * blockDim.x + threadIdx.x;
-    if (cell >= cells)
-        return;
-    const size_t at = (size_t)b * cells + cell;
-    const bool frozen = mg_dev_frozen(a.d_freeze, cell) == MG_DEV_CELL_FROZEN;
-    w.d_flag[at] = alive[at] && !frozen &&
-                   mg_fires(a.seed, *a.d_iteration, a.d_sample_index[b], (uint32_t)a.step, a.fire_threshold,
-                            (uint32_t)cell);
-}
-
-/* One block per sample: active[b][0..count) = cells with flag set, ascending.
+/* One block per sample: active[b][0..count) = cells whose flag byte
+ * [n][cells] has bit `bit` set, ascending.
  * Each thread takes COMPACT_ITEMS consecutive cells of a chunk, so one
  * block scan covers 8192 cells (a whole 72x72 grid): the block's barriers,
  * on the critical path of every step, come once per chunk. */
-__global__ void __launch_bounds__(COMPACT_THREADS) k_compact(int cells, mg_cuda_work w)
+__global__ void __launch_bounds__(COMPACT_THREADS)
+k_compact(int cells, mg_cuda_work w, const unsigned char *__restrict__ flags, unsigned bit)
 {
     typedef cub::BlockScan<int, COMPACT_THREADS> Scan;
     __shared__ typename Scan::TempStorage scan_tmp;
     const int b = blockIdx.x;
-    const unsigned char *flag = w.d_flag + (size_t)b * cells;
+    const unsigned char *flag = flags + (size_t)b * cells;
     int *active = w.d_active + (size_t)b * cells;
     int base = 0;
     for (int first = 0; first < cells; first += COMPACT_THREADS * COMPACT_ITEMS) {
@@ -74,7 +62,7 @@ __global__ void __launch_bounds__(COMPACT_THREADS) k_compact(int cells, mg_cuda_
         unsigned bits = 0; /* the flags, read once: bit j is cell mine + j */
         int count = 0;
         for (int cell = mine; cell < end; cell++)
-            if (flag[cell]) {
+            if (flag[cell] & bit) {
                 bits |= 1u << (cell - mine);
                 count++;
             }
@@ -109,15 +97,14 @@ cudaError_t mg_cuda_select_forward(const mg_cuda_step *a, const mg_cuda_work *w,
                                    float *d_s_mid, cudaStream_t stream)
 {
     k_select_forward<<<cell_grid(a), SELECT_THREADS, 0, stream>>>(*a, *w, d_s_in, d_s_mid);
-    k_compact<<<a->n, COMPACT_THREADS, 0, stream>>>(a->height * a->width, *w);
+    k_compact<<<a->n, COMPACT_THREADS, 0, stream>>>(a->height * a->width, *w, w->d_flag, 1u);
     return cudaGetLastError();
 }
 
 cudaError_t mg_cuda_select_backward(const mg_cuda_step *a, const mg_cuda_work *w, const unsigned char *d_alive,
                                     cudaStream_t stream)
 {
-    k_select_backward<<<cell_grid(a), SELECT_THREADS, 0, stream>>>(*a, *w, d_alive);
-    k_compact<<<a->n, COMPACT_THREADS, 0, stream>>>(a->height * a->width, *w);
+    k_compact<<<a->n, COMPACT_THREADS, 0, stream>>>(a->height * a->width, *w, d_alive, MG_TAPE_MLP);
     return cudaGetLastError();
 }
 
