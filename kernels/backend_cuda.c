@@ -72,8 +72,8 @@ int mg_cuda_ensure_capacity(cuda_backend *cb, int n, mg_error *err)
         {(void **)&cb->d_grad_b, sizeof(float) * state},
         {(void **)&cb->d_loss, sizeof(double) * n},
         {(void **)&cb->d_sample_index, sizeof(uint32_t) * n},
-        {(void **)&cb->work.d_pre, cells * n},
-        {(void **)&cb->work.d_flag, cells * n},
+        {(void **)&cb->work.d_pre, cells * n * 2},
+        {(void **)&cb->work.d_flag, cells * n * 2},
         {(void **)&cb->work.d_active, sizeof(int) * cells * n},
         {(void **)&cb->work.d_count, sizeof(int) * n},
         {(void **)&cb->work.d_gp, sizeof(float) * cells * K * n},
@@ -204,7 +204,7 @@ int mg_cuda_run_rollouts(cuda_backend *cb, int n, int steps, const mg_step_rules
             out = cur == cb->d_ping ? cb->d_pong : cb->d_ping;
         a.step = step;
         CK(mg_cuda_step_forward(&a, &cb->work, cur, cb->d_mid, out,
-                                grads ? cb->d_alive + (size_t)step * n * cells : NULL, cb->stream),
+                                grads ? cb->d_alive + (size_t)step * n * cells : NULL, step == 0, cb->stream),
            "forward step");
         cur = out;
     }
@@ -226,7 +226,7 @@ int mg_cuda_run_rollouts(cuda_backend *cb, int n, int steps, const mg_step_rules
         for (int step = first; step + 1 < end; step++) {
             a.step = step;
             CK(mg_cuda_step_forward(&a, &cb->work, segment_state(cb, n, j, step - first), cb->d_mid,
-                                    segment_state(cb, n, j, step + 1 - first), NULL, cb->stream),
+                                    segment_state(cb, n, j, step + 1 - first), NULL, step == first, cb->stream),
                "recomputing a checkpoint segment");
         }
         for (int step = end - 1; step >= first; step--) {
@@ -317,7 +317,7 @@ static int cuda_rollout(mg_backend *be, const mg_rollout_job *job, mg_error *err
     float *cur = cb->d_ping, *next = cb->d_pong;
     for (int step = 0; step < job->steps; step++) {
         a.step = step;
-        CK(mg_cuda_step_forward(&a, &cb->work, cur, cb->d_mid, next, NULL, cb->stream), "forward step");
+        CK(mg_cuda_step_forward(&a, &cb->work, cur, cb->d_mid, next, NULL, step == 0, cb->stream), "forward step");
         float *swap = cur;
         cur = next;
         next = swap;

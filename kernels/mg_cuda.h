@@ -46,8 +46,8 @@ typedef struct mg_cuda_step {
 
 /* Scratch shared by the step kernels, sized for n samples. */
 typedef struct mg_cuda_work {
-    unsigned char *d_pre;   /* [n][cells] pre-update alive mask */
-    unsigned char *d_flag;  /* [n][cells] cell runs the MLP (forward) */
+    unsigned char *d_pre;   /* [2][n][cells] pre-update alive mask, by step parity */
+    unsigned char *d_flag;  /* [2][n][cells] cell runs the MLP (forward), by step parity */
     int *d_active;          /* [n][cells] compacted cell indices, ascending */
     int *d_count;           /* [n] number of active cells */
     float *d_gp;            /* [n][cells][3C] dL/d(perception) of active cells */
@@ -77,9 +77,12 @@ int mg_cuda_tf32_grad_frags(int channels, int hidden);
 
 /* One step forward for n samples: d_s_out = m * (d_s_in + f * du) exactly as
  * mg_step_forward_f32. d_s_mid is scratch [n][cells][C] (d_s_in + f * du before
- * masking); d_alive_out [n][cells] receives the step's tape bytes unless NULL. */
+ * masking, written for the cells whose MLP runs); d_alive_out [n][cells]
+ * receives the step's tape bytes unless NULL. Each step selects the cells
+ * of the next (step a->step + 1) from its output; `first` (the first step
+ * of a rollout, or of a recomputed segment) selects this step's too. */
 cudaError_t mg_cuda_step_forward(const mg_cuda_step *a, const mg_cuda_work *w, const float *d_s_in,
-                                 float *d_s_mid, float *d_s_out, unsigned char *d_alive_out,
+                                 float *d_s_mid, float *d_s_out, unsigned char *d_alive_out, int first,
                                  cudaStream_t stream);
 
 /* One step backward for n samples, as mg_step_backward_f32: from d_s_in (the

@@ -5,6 +5,7 @@
 #define MORPHOGEN_KERNELS_NCA_DEVICE_CUH
 
 #include "mg_cuda.h"
+#include "philox.cuh"
 
 /* MG_CELL_FROZEN and MG_CELL_FROZEN_RGBA of include/morphogen/nca.h (that
  * header is C; the values are repeated here and checked in backend_cuda.c). */
@@ -22,20 +23,21 @@ __device__ __forceinline__ float mg_sobel_y(int dy, int dx) { return mg_sobel_x(
 
 /* (max alpha over the 3x3 neighbourhood inside the grid) > thr, with the CPU's
  * comparisons in the CPU's order (row maxima, then the column), so that even
- * NaN states give the same mask. `s` is one sample's state. */
-__device__ __forceinline__ bool mg_alive_at(const float *s, int H, int W, int C, int y, int x, float thr)
+ * NaN states give the same mask. alpha(i) is cell i's alpha. */
+template <typename Alpha>
+__device__ __forceinline__ bool mg_alive_by(int H, int W, int y, int x, float thr, const Alpha &alpha)
 {
-    float rowmax[3];
+    float rowmax[3] = {0.0f, 0.0f, 0.0f}; /* rows outside the grid are never read */
     for (int j = 0; j < 3; j++) {
         const int yy = y + j - 1;
         if (yy < 0 || yy >= H)
             continue;
-        const float *row = s + (size_t)yy * W * C + 3;
-        float m = row[(size_t)x * C];
-        if (x > 0 && row[(size_t)(x - 1) * C] > m)
-            m = row[(size_t)(x - 1) * C];
-        if (x + 1 < W && row[(size_t)(x + 1) * C] > m)
-            m = row[(size_t)(x + 1) * C];
+        const int row = yy * W;
+        float m = alpha(row + x);
+        if (x > 0 && alpha(row + x - 1) > m)
+            m = alpha(row + x - 1);
+        if (x + 1 < W && alpha(row + x + 1) > m)
+            m = alpha(row + x + 1);
         rowmax[j] = m;
     }
     float m = rowmax[1];
@@ -46,9 +48,33 @@ __device__ __forceinline__ bool mg_alive_at(const float *s, int H, int W, int C,
     return m > thr;
 }
 
+/* The same of a state `s` [cells][C] (one sample's). */
+__device__ __forceinline__ bool mg_alive_at(const float *s, int H, int W, int C, int y, int x, float thr)
+{
+    return mg_alive_by(H, W, y, x, thr, [=](int i) { return s[(size_t)i * C + 3]; });
+}
+
 __device__ __forceinline__ int mg_dev_frozen(const unsigned char *freeze, int cell)
 {
     return freeze ? freeze[cell] : 0;
+}
+
+/* Offset of step `step`'s half of d_pre and d_flag ([2][n][cells]): a step
+ * reads its own half while its k_finish writes the next step's. */
+__device__ __host__ inline size_t mg_step_half(const mg_cuda_step &a, int step)
+{
+    return (size_t)(step & 1) * (size_t)a.n * (size_t)a.height * (size_t)a.width;
+}
+
+/* Whether cell `cell` of sample b runs the MLP in step `step`, given its
+ * pre-update alive mask: it fires, is not frozen, and is alive before the
+ * step or pinned (any other update would be discarded by the fire or alive
+ * mask). */
+__device__ __forceinline__ bool mg_select_cell(const mg_cuda_step &a, int step, int b, int cell, bool pre)
+{
+    const bool fires = mg_fires(a.seed, *a.d_iteration, a.d_sample_index[b], (uint32_t)step, a.fire_threshold,
+                                (uint32_t)cell);
+    return fires && mg_dev_frozen(a.d_freeze, cell) != MG_DEV_CELL_FROZEN && (pre || cell == a.pin_cell);
 }
 
 /* Shared-memory layout of the fused MLP kernels (see step_forward.cu). Row

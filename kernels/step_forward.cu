@@ -1,7 +1,8 @@
 /* One NCA step forward on a batch of samples (mg_step_forward_f32's math).
  *
- * 1. k_select_forward + k_compact (step_select.cu): masks, the list of cells
- *    whose MLP runs, and s_mid = s_in for every other cell.
+ * 1. k_compact (step_select.cu): the list of the cells whose MLP runs, from
+ *    the flags the previous step's k_finish wrote (k_select_forward first,
+ *    for the first step of a rollout or recomputed segment).
  * 2. k_mlp_forward: MG_CUDA_GROUPS blocks per sample, each staging w1, b1 and
  *    w2 in shared memory once and then looping over tiles of MG_CUDA_TILE
  *    active cells (tile j goes to block j mod GROUPS): perception of the tile
@@ -10,7 +11,9 @@
  *    fused, nothing but the state touching global memory.
  * 3. k_finish: post-update alive mask, m = pre AND post (or pinned, or
  *    frozen), s_out = m * s_mid, and m with the backward's MLP flag onto the
- *    tape (MG_TAPE_*). */
+ *    tape (MG_TAPE_*); then the next step's selection from s_out, so that it
+ *    needs no pass of its own. s_mid is what the MLP wrote for flagged cells
+ *    and s_in for the others (no copy-through pass either). */
 #include "nca_device.cuh"
 #include "step_internal.cuh"
 
@@ -55,24 +58,39 @@ k_mlp_forward(mg_cuda_step a, mg_cuda_work w, const float *__restrict__ s_in, fl
 }
 
 __global__ void __launch_bounds__(256)
-k_finish(mg_cuda_step a, mg_cuda_work w, const float *__restrict__ s_mid, float *__restrict__ s_out,
-         unsigned char *__restrict__ alive_out)
+k_finish(mg_cuda_step a, mg_cuda_work w, const float *__restrict__ s_in, const float *__restrict__ s_mid,
+         float *__restrict__ s_out, unsigned char *__restrict__ alive_out)
 {
-    const int cells = a.height * a.width, C = a.channels, b = blockIdx.y;
+    const int H = a.height, W = a.width, cells = H * W, C = a.channels, b = blockIdx.y;
     const int cell = blockIdx.x * blockDim.x + threadIdx.x;
     if (cell >= cells)
         return;
-    const size_t at = (size_t)b * cells + cell;
-    const float *s = s_mid + (size_t)b * cells * C;
-    const bool post = mg_alive_at(s, a.height, a.width, C, cell / a.width, cell % a.width, a.alive_threshold);
-    const bool frozen = mg_dev_frozen(a.d_freeze, cell) == MG_DEV_CELL_FROZEN;
-    const bool m = (post && w.d_pre[at]) || cell == a.pin_cell || frozen;
-    const float *src = s + (size_t)cell * C;
-    float *dst = s_out + at * C;
+    const size_t base = (size_t)b * cells;
+    const unsigned char *pre = w.d_pre + mg_step_half(a, a.step) + base,
+                        *flag = w.d_flag + mg_step_half(a, a.step) + base;
+    const float *in = s_in + base * C, *mid = s_mid + base * C, thr = a.alive_threshold;
+    /* Cell i after the MLP; its mask m (post AND pre, or pinned, or frozen). */
+    const auto mid_cell = [=](int i) { return (flag[i] ? mid : in) + (size_t)i * C; };
+    const auto mid_alpha = [=](int i) { return mid_cell(i)[3]; };
+    const auto mask = [=](int i) {
+        return (mg_alive_by(H, W, i / W, i % W, thr, mid_alpha) && pre[i]) || i == a.pin_cell ||
+               mg_dev_frozen(a.d_freeze, i) == MG_DEV_CELL_FROZEN;
+    };
+    const bool m = mask(cell);
+    const float *src = mid_cell(cell);
+    float *dst = s_out + (base + cell) * C;
     for (int c = 0; c < C; c++)
         dst[c] = m ? src[c] : 0.0f;
     if (alive_out)
-        alive_out[at] = (unsigned char)((m ? MG_TAPE_ALIVE : 0u) | (m && w.d_flag[at] ? MG_TAPE_MLP : 0u));
+        alive_out[base + cell] = (unsigned char)((m ? MG_TAPE_ALIVE : 0u) | (m && flag[cell] ? MG_TAPE_MLP : 0u));
+    /* The next step's selection (k_select_forward's) from s_out's alpha,
+     * the neighbours' masks recomputed (each from its own 3x3 of s_mid, in
+     * the CPU's order of comparisons, so NaN states too give the CPU's mask). */
+    const bool pre_next = mg_alive_by(H, W, cell / W, cell % W, thr,
+                                      [=](int i) { return mask(i) ? mid_alpha(i) : 0.0f; });
+    const size_t next = mg_step_half(a, a.step + 1) + base + cell;
+    w.d_pre[next] = pre_next;
+    w.d_flag[next] = mg_select_cell(a, a.step + 1, b, cell, pre_next);
 }
 
 extern "C" size_t mg_cuda_mlp_smem_bytes(int channels, int hidden, int tf32)
@@ -92,12 +110,12 @@ extern "C" cudaError_t mg_cuda_mlp_configure(size_t bytes, int tf32)
 }
 
 extern "C" cudaError_t mg_cuda_step_forward(const mg_cuda_step *a, const mg_cuda_work *w, const float *d_s_in,
-                                            float *d_s_mid, float *d_s_out, unsigned char *d_alive_out,
+                                            float *d_s_mid, float *d_s_out, unsigned char *d_alive_out, int first,
                                             cudaStream_t stream)
 {
-    cudaError_t e = mg_cuda_select_forward(a, w, d_s_in, d_s_mid, stream);
-    if (e != cudaSuccess)
-        return e;
+    if (first)
+        mg_cuda_select_forward(a, w, d_s_in, stream);
+    mg_cuda_compact_forward(a, w, stream);
     if (a->tf32) {
         mg_cuda_mlp_tf32_forward(a, w, d_s_in, d_s_mid, stream);
     } else {
@@ -105,7 +123,7 @@ extern "C" cudaError_t mg_cuda_step_forward(const mg_cuda_step *a, const mg_cuda
         k_mlp_forward<<<dim3(MG_CUDA_GROUPS, (unsigned)a->n), MG_CUDA_THREADS, smem, stream>>>(*a, *w, d_s_in, d_s_mid);
     }
     const int cells = a->height * a->width;
-    k_finish<<<dim3((unsigned)((cells + 255) / 256), (unsigned)a->n), 256, 0, stream>>>(*a, *w, d_s_mid, d_s_out,
-                                                                                      d_alive_out);
+    k_finish<<<dim3((unsigned)((cells + 255) / 256), (unsigned)a->n), 256, 0, stream>>>(*a, *w, d_s_in, d_s_mid,
+                                                                                      d_s_out, d_alive_out);
     return cudaGetLastError();
 }

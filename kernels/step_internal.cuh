@@ -4,10 +4,11 @@
 
 #include "mg_cuda.h"
 
-/* step_select.cu: flags + compaction of the cells whose MLP runs (forward),
- * compaction of the tape's MG_TAPE_MLP bits (backward). */
-cudaError_t mg_cuda_select_forward(const mg_cuda_step *a, const mg_cuda_work *w, const float *d_s_in,
-                                   float *d_s_mid, cudaStream_t stream);
+/* step_select.cu: the flags of the cells whose MLP runs in the first step
+ * of a rollout or segment (forward), the compaction of a step's flags
+ * (forward), of the tape's MG_TAPE_MLP bits (backward). */
+void mg_cuda_select_forward(const mg_cuda_step *a, const mg_cuda_work *w, const float *d_s_in, cudaStream_t stream);
+void mg_cuda_compact_forward(const mg_cuda_step *a, const mg_cuda_work *w, cudaStream_t stream);
 cudaError_t mg_cuda_select_backward(const mg_cuda_step *a, const mg_cuda_work *w, const unsigned char *d_alive,
                                     cudaStream_t stream);
 

@@ -16,10 +16,11 @@
 #define COMPACT_THREADS 1024
 #define COMPACT_ITEMS 8
 
-/* Forward: pre-update alive mask, MLP flag, and the copy-through of cells
- * whose MLP does not run (s_mid = s_in; the MLP kernel writes the others). */
+/* Forward, the first step of a rollout or recomputed segment (later steps
+ * are selected by the previous step's k_finish): pre-update alive mask and
+ * MLP flag (mg_select_cell), into the step's half of d_pre and d_flag. */
 __global__ void __launch_bounds__(SELECT_THREADS)
-k_select_forward(mg_cuda_step a, mg_cuda_work w, const float *__restrict__ s_in, float *__restrict__ s_mid)
+k_select_forward(mg_cuda_step a, mg_cuda_work w, const float *__restrict__ s_in)
 {
     const int cells = a.height * a.width, C = a.channels, b = blockIdx.y;
     const int cell = blockIdx.x * blockDim.x + threadIdx.x;
@@ -27,19 +28,9 @@ k_select_forward(mg_cuda_step a, mg_cuda_work w, const float *__restrict__ s_in,
         return;
     const float *s = s_in + (size_t)b * cells * C;
     const bool pre = mg_alive_at(s, a.height, a.width, C, cell / a.width, cell % a.width, a.alive_threshold);
-    const bool fires = mg_fires(a.seed, *a.d_iteration, a.d_sample_index[b], (uint32_t)a.step, a.fire_threshold,
-                                (uint32_t)cell);
-    const bool frozen = mg_dev_frozen(a.d_freeze, cell) == MG_DEV_CELL_FROZEN;
-    const bool run = fires && !frozen && (pre || cell == a.pin_cell);
-    const size_t at = (size_t)b * cells + cell;
+    const size_t at = mg_step_half(a, a.step) + (size_t)b * cells + cell;
     w.d_pre[at] = pre;
-    w.d_flag[at] = run;
-    if (!run) {
-        const float *src = s + (size_t)cell * C;
-        float *dst = s_mid + at * C;
-        for (int c = 0; c < C; c++)
-            dst[c] = src[c];
-    }
+    w.d_flag[at] = mg_select_cell(a, a.step, b, cell, pre);
 }
 
 /* One block per sample: active[b][0..count) = cells whose flag byte
@@ -93,12 +84,15 @@ static dim3 cell_grid(const mg_cuda_step *a)
 }
 
 /* Internal to the step launchers (step_forward.cu, step_backward.cu). */
-cudaError_t mg_cuda_select_forward(const mg_cuda_step *a, const mg_cuda_work *w, const float *d_s_in,
-                                   float *d_s_mid, cudaStream_t stream)
+void mg_cuda_select_forward(const mg_cuda_step *a, const mg_cuda_work *w, const float *d_s_in, cudaStream_t stream)
 {
-    k_select_forward<<<cell_grid(a), SELECT_THREADS, 0, stream>>>(*a, *w, d_s_in, d_s_mid);
-    k_compact<<<a->n, COMPACT_THREADS, 0, stream>>>(a->height * a->width, *w, w->d_flag, 1u);
-    return cudaGetLastError();
+    k_select_forward<<<cell_grid(a), SELECT_THREADS, 0, stream>>>(*a, *w, d_s_in);
+}
+
+void mg_cuda_compact_forward(const mg_cuda_step *a, const mg_cuda_work *w, cudaStream_t stream)
+{
+    k_compact<<<a->n, COMPACT_THREADS, 0, stream>>>(a->height * a->width, *w, w->d_flag + mg_step_half(*a, a->step),
+                                                    1u);
 }
 
 cudaError_t mg_cuda_select_backward(const mg_cuda_step *a, const mg_cuda_work *w, const unsigned char *d_alive,

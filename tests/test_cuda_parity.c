@@ -5,7 +5,8 @@
  * Inputs: random weights scaled so activations stay O(1), random live
  * states (each cell alive with probability 0.6, alpha in [0.3, 1], other
  * channels in [-1, 1]; never all zeros), random targets; grids that are not
- * multiples of the kernels' tile of 32 cells (5x7, 9x11, 33x31, 40x24, 72x72, 6x6, 8x9),
+ * multiples of the kernels' tile of 32 cells (5x7, 9x11, 33x31, 40x24, 72x72, 6x6, 8x9,
+ * 96x91; and states holding NaN alphas, test_nan_states),
  * channel and hidden counts that are not multiples of 4 (C = 5, H = 1, 5, 7,
  * 30), fire rate 0.5 and 1, alive masking (only the left half of each grid
  * starts alive), a pinned cell in the dead half, both freeze kinds (frozen
@@ -330,6 +331,105 @@ static const parity_case CASES[] = {
 };
 enum { N_CASES = sizeof CASES / sizeof CASES[0] };
 
+/* States holding NaN alphas: the alive masks repeat the CPU's comparisons
+ * in the CPU's order (max pooling in which a NaN is kept or skipped by its
+ * position), and a step's k_finish derives the next step's pre-update mask
+ * from the cells' masks, not from their alphas alone, so even then the two
+ * backends agree on which cells live: NaN in the same elements, the rest
+ * within fp32's tolerance. NaNs spread one cell per step through the
+ * perception, so the rollout is short, forward only. */
+static void test_nan_states(void **state)
+{
+    (void)state;
+    require_device("test_cuda_parity");
+    const mg_nca_dims d = {11, 12, 8, 16};
+    const int n = 2, steps = 3, cells = mg_cells(&d), C = d.channels;
+    const size_t n_state = (size_t)cells * C, n_all = n_state * n;
+    mg_tensor_desc t[3];
+    const int64_t P = mg_param_layout(&d, t);
+    mg_config cfg;
+    mg_config_defaults(&cfg);
+    mg_error err = {{0}};
+    mg_backend *be[2] = {mg_backend_cpu_create(&cfg, &d, steps, &err), mg_backend_cuda_create(&cfg, &d, steps, NULL, &err)};
+    if (!be[0] || !be[1]) {
+        fprintf(stderr, "test_nan_states: %s\n", err.msg);
+        fail();
+    }
+    float *params = alloc_floats((size_t)P), *s0 = alloc_floats(n_all), *targets = alloc_floats((size_t)cells * 4);
+    float *out[3] = {alloc_floats(n_all), alloc_floats(n_all), alloc_floats(n_all)};
+    double *s0d = malloc(sizeof(double) * n_state), loss[2];
+    assert_non_null(s0d);
+    random_params(&d, params);
+    for (int i = 0; i < cells * 4; i++)
+        targets[i] = 0.5f;
+    /* Live cells on the left, dead on the right; NaN alphas inside each, on
+     * their border and on the grid's edges. */
+    const int nan_cells[] = {5 * 12 + 2, 5 * 12 + 6, 2 * 12 + 9, 0, 10 * 12 + 11, 7 * 12 + 5};
+    for (int b = 0; b < n; b++) {
+        fixture_state(&d, 90u + (uint32_t)b, 0.6, s0d);
+        float *sb = s0 + (size_t)b * n_state;
+        to_float(s0d, sb, n_state);
+        for (int cell = 0; cell < cells; cell++)
+            if (2 * (cell % d.width) >= d.width)
+                for (int c = 0; c < C; c++)
+                    sb[(size_t)cell * C + c] = 0.0f;
+        for (size_t k = 0; k < sizeof nan_cells / sizeof nan_cells[0]; k++)
+            sb[(size_t)nan_cells[k] * C + 3] = NAN;
+    }
+    const uint32_t sample_index[2] = {7, 1007};
+    const int32_t target_index[2] = {0, 0};
+    /* CPU, GPU, and the CPU from the same states with 0 for each NaN. */
+    float *zeroed = alloc_floats(n_all);
+    for (size_t i = 0; i < n_all; i++)
+        zeroed[i] = isnan(s0[i]) ? 0.0f : s0[i];
+    for (int j = 0; j < 3; j++) {
+        memcpy(out[j], j < 2 ? s0 : zeroed, sizeof(float) * n_all);
+        const mg_batch_job job = {.dims = d,
+                                  .rules = {mg_fire_threshold(0.5), 0.1, -1, NULL},
+                                  .seed = 0x1234567890ABCDEFull,
+                                  .iteration = 5,
+                                  .steps = steps,
+                                  .n = n,
+                                  .sample_index = sample_index,
+                                  .target_index = target_index,
+                                  .targets = targets,
+                                  .params = params,
+                                  .n_params = P,
+                                  .states = out[j],
+                                  .loss = loss};
+        mg_backend *on = be[j == 1];
+        if (on->ops->batch(on, &job, &err) != 0) {
+            fprintf(stderr, "test_nan_states, %s: %s\n", on->ops->name, err.msg);
+            fail();
+        }
+    }
+    double scale = 0, worst = 0;
+    for (size_t i = 0; i < n_all; i++) {
+        if (isnan(out[0][i]) != isnan(out[1][i])) {
+            fprintf(stderr, "test_nan_states: element %zu (cell %zu): cpu %.9e, gpu %.9e\n", i, i / C,
+                    (double)out[0][i], (double)out[1][i]);
+            fail();
+        }
+        if (!isnan(out[0][i])) {
+            scale = fmax(scale, fabs((double)out[0][i]));
+            worst = fmax(worst, fabs((double)out[1][i] - (double)out[0][i]));
+        }
+    }
+    if (!(worst <= RTOL * scale)) {
+        fprintf(stderr, "test_nan_states: max |gpu - cpu| = %.3e, scale %.3e\n", worst, scale);
+        fail();
+    }
+    /* The NaNs decided something (here: their neighbours die, where with
+     * zeros they would live). */
+    assert_true(memcmp(out[0], out[2], sizeof(float) * n_all) != 0);
+    free(zeroed), free(out[2]);
+    for (int j = 0; j < 2; j++) {
+        free(out[j]);
+        mg_backend_destroy(be[j]);
+    }
+    free(params), free(s0), free(targets), free(s0d);
+}
+
 /* The tf32 cases take each way the tensor-core backward kernel has of
  * summing weight gradients (mg_cuda_tf32_grad_frags: 4 or 8 fragments kept
  * per warp, or none); host-side, so it runs without a GPU too. */
@@ -445,7 +545,7 @@ int main(void)
     /* The tests are named test_case_N after their index in CASES, the
      * index MG_PARITY_CASES selects by. */
     static char names[N_CASES][24];
-    struct CMUnitTest tests[N_CASES + 3];
+    struct CMUnitTest tests[N_CASES + 4];
     tests[0] = (struct CMUnitTest)cmocka_unit_test(test_fire_masks);
     struct CMUnitTest *cases = tests + 1;
     for (int i = 0; i < N_CASES; i++) {
@@ -457,8 +557,9 @@ int main(void)
     const int n_selected = select_cases(selected + 1, N_CASES, cases, N_CASES);
     tests[N_CASES + 1] = (struct CMUnitTest)cmocka_unit_test(test_too_large_model_refused);
     tests[N_CASES + 2] = (struct CMUnitTest)cmocka_unit_test(test_tf32_ways_covered);
+    tests[N_CASES + 3] = (struct CMUnitTest)cmocka_unit_test(test_nan_states);
     const struct CMUnitTest *run = n_selected >= 0 ? selected : tests;
-    const size_t n_run = n_selected >= 0 ? (size_t)n_selected + 1 : (size_t)N_CASES + 3;
+    const size_t n_run = n_selected >= 0 ? (size_t)n_selected + 1 : (size_t)N_CASES + 4;
     if (getenv("MG_PARITY_LIST")) { /* the names, nothing run */
         for (size_t i = 0; i < n_run; i++)
             printf("%s\n", run[i].name);
