@@ -85,9 +85,10 @@ k_finish(mg_cuda_step a, mg_cuda_work w, const float *__restrict__ s_in, const f
         alive_out[base + cell] = (unsigned char)((m ? MG_TAPE_ALIVE : 0u) | (m && flag[cell] ? MG_TAPE_MLP : 0u));
     /* The next step's selection (k_select_forward's) from s_out's alpha,
      * the neighbours' masks recomputed (each from its own 3x3 of s_mid, in
-     * the CPU's order of comparisons, so NaN states too give the CPU's mask). */
+     * the CPU's order of comparisons, so NaN states too give the CPU's mask;
+     * this cell's is m). */
     const bool pre_next = mg_alive_by(H, W, cell / W, cell % W, thr,
-                                      [=](int i) { return mask(i) ? mid_alpha(i) : 0.0f; });
+                                      [=](int i) { return (i == cell ? m : mask(i)) ? mid_alpha(i) : 0.0f; });
     const size_t next = mg_step_half(a, a.step + 1) + base + cell;
     w.d_pre[next] = pre_next;
     w.d_flag[next] = mg_select_cell(a, a.step + 1, b, cell, pre_next);

@@ -246,10 +246,10 @@ static int same_rules(const mg_step_rules *a, const mg_step_rules *b)
 
 /* Capture the rollout of b->steps steps (forward, loss, backward, weight
  * gradients: 3 launches per step forward, backward or recomputed, and a
- * selection per rollout and recomputed segment) into g. Every launch of it has fixed buffers and sizes; what
- * changes from one iteration to the next (iteration, sample keys, states,
- * parameters) is in device memory, so the graph replays at every iteration
- * with that length. */
+ * selection per rollout and recomputed segment) into g. Every launch of it
+ * has fixed buffers and sizes; what changes from one iteration to the next
+ * (iteration, sample keys, states, parameters) is in device memory, so the
+ * graph replays at every iteration with that length. */
 static int capture_rollouts(cuda_backend *cb, rollout_graph *g, const mg_train_batch *b, float *d_grads,
                             mg_error *err)
 {
