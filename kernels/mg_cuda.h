@@ -104,6 +104,12 @@ cudaError_t mg_cuda_reduce_partials(const mg_cuda_step *a, const mg_cuda_work *w
 cudaError_t mg_cuda_loss(int n, int cells, int channels, const float *d_s, const float *d_targets,
                          double *d_loss, float *d_g, cudaStream_t stream);
 
+/* d_active[b][0..d_count[b]) = the cells c of sample b (ascending) whose
+ * d_flags[b][c] has bit `bit` set, for b < n: the list the MLP kernels
+ * work through (for the tests; the step launchers call it). */
+cudaError_t mg_cuda_compact(int n, int cells, const unsigned char *d_flags, unsigned bit, int *d_active,
+                            int *d_count, cudaStream_t stream);
+
 /* Fire mask of one sample at one step into d_fire [n_cells], bit-identical
  * to mg_fire_mask (for the tests). */
 cudaError_t mg_cuda_fire_mask(uint64_t seed, uint32_t iteration, uint32_t sample, uint32_t step,

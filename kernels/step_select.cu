@@ -4,8 +4,8 @@
  * is not frozen, and is alive before the step or pinned (any other update
  * would be discarded by the fire or alive mask); backward, iff its mask m is
  * set, it fired and is not frozen, which the forward's k_finish wrote onto
- * the tape (MG_TAPE_MLP). The list of such cells is built per sample by a
- * block-wide prefix sum in ascending cell order: the output is a pure
+ * the tape (MG_TAPE_MLP). The list of such cells is built per sample by
+ * block-wide prefix sums in ascending cell order: the output is a pure
  * function of the flags, so it is the same on every run (no atomics). */
 #include <cub/block/block_scan.cuh>
 
@@ -13,8 +13,11 @@
 #include "philox.cuh"
 
 #define SELECT_THREADS 256
-#define COMPACT_THREADS 1024
-#define COMPACT_ITEMS 8
+/* 512 threads of 16 cells: at 1024 threads (launch bounds' cap of 64
+ * registers) the 64-bit scan below spilled to local memory. */
+#define COMPACT_THREADS 512
+#define COMPACT_ITEMS 16
+#define COMPACT_CHUNK (COMPACT_THREADS * COMPACT_ITEMS)
 
 /* Forward, the first step of a rollout or recomputed segment (later steps
  * are selected by the previous step's k_finish): pre-update alive mask and
@@ -33,40 +36,52 @@ k_select_forward(mg_cuda_step a, mg_cuda_work w, const float *__restrict__ s_in)
     w.d_flag[at] = mg_select_cell(a, a.step, b, cell, pre);
 }
 
-/* One block per sample: active[b][0..count) = cells whose flag byte
- * [n][cells] has bit `bit` set, ascending.
- * Each thread takes COMPACT_ITEMS consecutive cells of a chunk, so one
- * block scan covers 8192 cells (a whole 72x72 grid): the block's barriers,
- * on the critical path of every step, come once per chunk. */
+/* active[b][0..count) = the cells of sample b whose flag byte ([n][cells])
+ * has bit `bit` set, ascending. Grid (chunks, n): block x compacts the
+ * chunk of cells [x * CHUNK, (x + 1) * CHUNK) of sample blockIdx.y, each
+ * thread COMPACT_ITEMS consecutive cells, so one block scan covers a whole
+ * 72x72 grid (8192 cells). Where to write comes from the number of flagged cells in the
+ * earlier chunks, which the block counts itself (at most a few tens of KB
+ * of flags, L2-resident) rather than waiting for the blocks before it: the
+ * 8 chunks of a 256x256 sample run side by side instead of one after
+ * another, on a path every step waits for, and the list is still a pure
+ * function of the flags. */
 __global__ void __launch_bounds__(COMPACT_THREADS)
-k_compact(int cells, mg_cuda_work w, const unsigned char *__restrict__ flags, unsigned bit)
+k_compact(int cells, const unsigned char *__restrict__ flags, unsigned bit, int *__restrict__ active,
+          int *__restrict__ count_out)
 {
-    typedef cub::BlockScan<int, COMPACT_THREADS> Scan;
+    /* One scan of (before << 32 | count): the low half of the prefix is the
+     * thread's place in the chunk, the high half of the aggregate the count
+     * of flagged cells before the chunk. The low halves add up to at most
+     * CHUNK, so they never carry into the high half. */
+    typedef cub::BlockScan<unsigned long long, COMPACT_THREADS> Scan;
     __shared__ typename Scan::TempStorage scan_tmp;
-    const int b = blockIdx.x;
+    const int b = blockIdx.y, first = (int)blockIdx.x * COMPACT_CHUNK;
     const unsigned char *flag = flags + (size_t)b * cells;
-    int *active = w.d_active + (size_t)b * cells;
-    int base = 0;
-    for (int first = 0; first < cells; first += COMPACT_THREADS * COMPACT_ITEMS) {
-        const int mine = first + (int)threadIdx.x * COMPACT_ITEMS;
-        const int end = mine + COMPACT_ITEMS < cells ? mine + COMPACT_ITEMS : cells;
-        unsigned bits = 0; /* the flags, read once: bit j is cell mine + j */
-        int count = 0;
-        for (int cell = mine; cell < end; cell++)
-            if (flag[cell] & bit) {
-                bits |= 1u << (cell - mine);
-                count++;
-            }
-        int pos, total;
-        Scan(scan_tmp).ExclusiveSum(count, pos, total);
-        for (int j = 0, at = base + pos; bits >> j; j++)
-            if (bits >> j & 1u)
-                active[at++] = mine + j;
-        base += total;
-        __syncthreads(); /* scan_tmp is reused by the next chunk */
+    const int mine = first + (int)threadIdx.x * COMPACT_ITEMS;
+    unsigned before = 0; /* this thread's share of the earlier chunks: all full */
+    for (int at = (int)threadIdx.x * COMPACT_ITEMS; at < first; at += COMPACT_CHUNK) {
+#pragma unroll
+        for (int j = 0; j < COMPACT_ITEMS; j++)
+            before += (flag[at + j] & bit) != 0;
     }
-    if (threadIdx.x == 0)
-        w.d_count[b] = base;
+    const int end = mine + COMPACT_ITEMS < cells ? mine + COMPACT_ITEMS : cells;
+    unsigned bits = 0; /* the chunk's flags, read once: bit j is cell mine + j */
+    unsigned count = 0;
+    for (int cell = mine; cell < end; cell++)
+        if (flag[cell] & bit) {
+            bits |= 1u << (cell - mine);
+            count++;
+        }
+    unsigned long long pos, total;
+    Scan(scan_tmp).ExclusiveSum((unsigned long long)before << 32 | count, pos, total);
+    const int base = (int)(total >> 32);
+    int at = base + (int)(unsigned)pos;
+    for (int j = 0; bits >> j; j++)
+        if (bits >> j & 1u)
+            active[(size_t)b * cells + at++] = mine + j;
+    if (blockIdx.x == gridDim.x - 1 && threadIdx.x == 0)
+        count_out[b] = base + (int)(unsigned)total;
 }
 
 __global__ void k_fire_mask(uint64_t seed, uint32_t iteration, uint32_t sample, uint32_t step, uint32_t threshold,
@@ -89,17 +104,26 @@ void mg_cuda_select_forward(const mg_cuda_step *a, const mg_cuda_work *w, const 
     k_select_forward<<<cell_grid(a), SELECT_THREADS, 0, stream>>>(*a, *w, d_s_in);
 }
 
+extern "C" cudaError_t mg_cuda_compact(int n, int cells, const unsigned char *d_flags, unsigned bit, int *d_active,
+                                       int *d_count, cudaStream_t stream)
+{
+    if (n <= 0 || cells <= 0)
+        return cudaSuccess;
+    const dim3 grid((unsigned)((cells + COMPACT_CHUNK - 1) / COMPACT_CHUNK), (unsigned)n);
+    k_compact<<<grid, COMPACT_THREADS, 0, stream>>>(cells, d_flags, bit, d_active, d_count);
+    return cudaGetLastError();
+}
+
 void mg_cuda_compact_forward(const mg_cuda_step *a, const mg_cuda_work *w, cudaStream_t stream)
 {
-    k_compact<<<a->n, COMPACT_THREADS, 0, stream>>>(a->height * a->width, *w, w->d_flag + mg_step_half(*a, a->step),
-                                                    1u);
+    mg_cuda_compact(a->n, a->height * a->width, w->d_flag + mg_step_half(*a, a->step), 1u, w->d_active, w->d_count,
+                    stream);
 }
 
 cudaError_t mg_cuda_select_backward(const mg_cuda_step *a, const mg_cuda_work *w, const unsigned char *d_alive,
                                     cudaStream_t stream)
 {
-    k_compact<<<a->n, COMPACT_THREADS, 0, stream>>>(a->height * a->width, *w, d_alive, MG_TAPE_MLP);
-    return cudaGetLastError();
+    return mg_cuda_compact(a->n, a->height * a->width, d_alive, MG_TAPE_MLP, w->d_active, w->d_count, stream);
 }
 
 extern "C" cudaError_t mg_cuda_fire_mask(uint64_t seed, uint32_t iteration, uint32_t sample, uint32_t step,

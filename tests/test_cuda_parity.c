@@ -52,7 +52,8 @@
  *
  * Outputs are poisoned with NaN before every run, so an element the GPU never
  * writes fails the comparison. The GPU runs twice and must give bitwise
- * identical results; its fire masks must be bit-identical to mg_fire_mask. */
+ * identical results; its fire masks must be bit-identical to mg_fire_mask,
+ * and its lists of the cells whose MLP runs equal a host scan (test_compact). */
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -477,6 +478,64 @@ static void test_fire_masks(void **state)
     free(dev_copy);
 }
 
+/* The list of flagged cells (mg_cuda_compact) equals a host scan, for cell
+ * counts around the kernel's chunk of 8192 cells and several chunks with a
+ * partial last one; per sample the flags are random, none, all and sparse,
+ * other bits of the byte set at random (only `bit` may count). The outputs
+ * are poisoned (-1) before each call, so a count or an entry not written, or
+ * an entry written at another place, fails. */
+static void test_compact(void **state)
+{
+    (void)state;
+    require_device("test_cuda_parity");
+    enum { N = 4 };
+    const int sizes[] = {1, 37, 8191, 8192, 8193, 3 * 8192 + 77};
+    const int most = 3 * 8192 + 77;
+    unsigned char *flags = malloc((size_t)N * most), *d_flags = NULL;
+    int *active = malloc(sizeof(int) * N * most), *want = malloc(sizeof(int) * most), count[N];
+    int *d_active = NULL, *d_count = NULL;
+    assert_non_null(flags);
+    assert_non_null(active);
+    assert_non_null(want);
+    assert_int_equal(cudaMalloc((void **)&d_flags, (size_t)N * most), cudaSuccess);
+    assert_int_equal(cudaMalloc((void **)&d_active, sizeof(int) * N * most), cudaSuccess);
+    assert_int_equal(cudaMalloc((void **)&d_count, sizeof(int) * N), cudaSuccess);
+    for (size_t z = 0; z < sizeof sizes / sizeof sizes[0]; z++) {
+        const int cells = sizes[z];
+        for (int b = 0; b < N; b++)
+            for (int c = 0; c < cells; c++) {
+                const uint32_t key = (uint32_t)(b * most + c);
+                const unsigned other = (unsigned)(fixture_uniform(71u + (uint32_t)z, key, 0, 1) * 256.0) & ~3u;
+                const double u = fixture_uniform(72u + (uint32_t)z, key, 0, 1);
+                const int set1 = b == 0 ? u < 0.5 : b == 2 ? 1 : b == 3 ? u < 0.01 : 0;
+                const int set2 = b == 0 ? fixture_uniform(73u + (uint32_t)z, key, 0, 1) < 0.3 : b == 2;
+                flags[(size_t)b * cells + c] = (unsigned char)(other | (set1 ? 1u : 0u) | (set2 ? 2u : 0u));
+            }
+        assert_int_equal(cudaMemcpy(d_flags, flags, (size_t)N * cells, cudaMemcpyHostToDevice), cudaSuccess);
+        for (unsigned bit = 1; bit <= 2; bit++) {
+            memset(active, 0xFF, sizeof(int) * N * most);
+            memset(count, 0xFF, sizeof count);
+            assert_int_equal(cudaMemcpy(d_active, active, sizeof(int) * N * most, cudaMemcpyHostToDevice), cudaSuccess);
+            assert_int_equal(cudaMemcpy(d_count, count, sizeof count, cudaMemcpyHostToDevice), cudaSuccess);
+            assert_int_equal(mg_cuda_compact(N, cells, d_flags, bit, d_active, d_count, 0), cudaSuccess);
+            assert_int_equal(cudaDeviceSynchronize(), cudaSuccess);
+            assert_int_equal(cudaMemcpy(count, d_count, sizeof count, cudaMemcpyDeviceToHost), cudaSuccess);
+            assert_int_equal(cudaMemcpy(active, d_active, sizeof(int) * N * cells, cudaMemcpyDeviceToHost),
+                             cudaSuccess);
+            for (int b = 0; b < N; b++) {
+                int n = 0;
+                for (int c = 0; c < cells; c++)
+                    if (flags[(size_t)b * cells + c] & bit)
+                        want[n++] = c;
+                assert_int_equal(count[b], n);
+                assert_memory_equal(active + (size_t)b * cells, want, sizeof(int) * (size_t)n);
+            }
+        }
+    }
+    cudaFree(d_flags), cudaFree(d_active), cudaFree(d_count);
+    free(flags), free(active), free(want);
+}
+
 /* A model whose shared-memory tiles exceed the GPU is refused with one line. */
 static void test_too_large_model_refused(void **state)
 {
@@ -545,7 +604,7 @@ int main(void)
     /* The tests are named test_case_N after their index in CASES, the
      * index MG_PARITY_CASES selects by. */
     static char names[N_CASES][24];
-    struct CMUnitTest tests[N_CASES + 4];
+    struct CMUnitTest tests[N_CASES + 5];
     tests[0] = (struct CMUnitTest)cmocka_unit_test(test_fire_masks);
     struct CMUnitTest *cases = tests + 1;
     for (int i = 0; i < N_CASES; i++) {
@@ -558,8 +617,9 @@ int main(void)
     tests[N_CASES + 1] = (struct CMUnitTest)cmocka_unit_test(test_too_large_model_refused);
     tests[N_CASES + 2] = (struct CMUnitTest)cmocka_unit_test(test_tf32_ways_covered);
     tests[N_CASES + 3] = (struct CMUnitTest)cmocka_unit_test(test_nan_states);
+    tests[N_CASES + 4] = (struct CMUnitTest)cmocka_unit_test(test_compact);
     const struct CMUnitTest *run = n_selected >= 0 ? selected : tests;
-    const size_t n_run = n_selected >= 0 ? (size_t)n_selected + 1 : (size_t)N_CASES + 4;
+    const size_t n_run = n_selected >= 0 ? (size_t)n_selected + 1 : (size_t)N_CASES + 5;
     if (getenv("MG_PARITY_LIST")) { /* the names, nothing run */
         for (size_t i = 0; i < n_run; i++)
             printf("%s\n", run[i].name);
