@@ -151,6 +151,7 @@ mg_cuda_step mg_cuda_step_args(const cuda_backend *cb, int n, const mg_step_rule
     a.d_freeze = r->freeze ? cb->d_freeze : NULL;
     a.d_params = cb->d_params;
     a.tf32 = cb->tf32;
+    a.keep_partials = cb->keep_partials;
     return a;
 }
 
@@ -446,6 +447,11 @@ mg_backend *mg_backend_cuda_create(const mg_config *cfg, const mg_nca_dims *dims
         cuda_destroy(be);
         return NULL;
     }
+    /* Where it fits, the fp32 backward keeps its sums in shared memory too
+     * (the same bits; a GPU with less shared memory adds them per tile). */
+    cb->keep_partials = !cb->tf32 && mg_cuda_fma_keeps_partials(dims->channels, dims->hidden, smem_optin);
+    if (cb->keep_partials)
+        cb->smem += sizeof(float) * (size_t)cb->n_params;
     const size_t cells = (size_t)mg_cells(dims);
     const char *what = NULL;
     if ((e = mg_cuda_mlp_configure(cb->smem, cb->tf32)) != cudaSuccess)

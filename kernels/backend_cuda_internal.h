@@ -48,7 +48,8 @@ typedef struct cuda_backend {
     int every;            /* a state is saved every `every` steps (train.checkpoint_steps) */
     int64_t n_params;
     int tf32;             /* the MLP's matrix products on tensor cores (run.matmul = tf32) */
-    size_t smem;          /* dynamic shared memory of the MLP kernels */
+    size_t smem;          /* dynamic shared memory of the MLP kernels (the most either launches with) */
+    int keep_partials;    /* fp32 backward sums in shared memory (mg_cuda_fma_keeps_partials) */
     int device;           /* the GPU this backend uses */
     cudaStream_t stream;
     int n_cap;            /* samples the buffers below are sized for (0 = none yet) */

@@ -42,6 +42,7 @@ typedef struct mg_cuda_step {
     const unsigned char *d_freeze;  /* [cells] MG_CELL_* or NULL */
     const float *d_params;
     int tf32;                       /* 1: the MLP's matrix products on tensor cores (step_tf32.cu) */
+    int keep_partials;              /* fp32: k_mlp_backward sums in shared memory (mg_cuda_fma_keeps_partials) */
 } mg_cuda_step;
 
 /* Scratch shared by the step kernels, sized for n samples. */
@@ -57,6 +58,13 @@ typedef struct mg_cuda_work {
 /* Dynamic shared memory of the MLP kernels for C channels and H hidden units,
  * of the FMA kernels (tf32 = 0) or the tensor-core ones (tf32 = 1). */
 size_t mg_cuda_mlp_smem_bytes(int channels, int hidden, int tf32);
+
+/* 1 if the FMA backward kernel can keep its block's weight-gradient sums in
+ * shared memory across its cell tiles (set mg_cuda_step.keep_partials and
+ * configure mg_cuda_mlp_smem_bytes + the n_params floats of those sums), on a
+ * GPU allowing smem_optin bytes per block; else it adds them to d_partial
+ * per tile. Both give the same bits. */
+int mg_cuda_fma_keeps_partials(int channels, int hidden, int smem_optin);
 
 /* Allow the MLP kernels of that kind `bytes` of dynamic shared memory (above
  * the 48 KiB default; must not exceed the device's opt-in limit). */

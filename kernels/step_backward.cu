@@ -17,11 +17,19 @@
 #include "nca_device.cuh"
 #include "step_internal.cuh"
 
-__global__ void __launch_bounds__(MG_CUDA_THREADS)
-k_mlp_backward(mg_cuda_step a, mg_cuda_work w, const float *__restrict__ s_in, const float *__restrict__ g_out)
+/* The body of k_mlp_backward (KEEP = false) and k_mlp_backward_keep: the
+ * block's running weight-gradient sums are its d_partial slice itself,
+ * read-modified-written in global memory per cell tile, or (KEEP) a copy of
+ * it in shared memory, read once here and written back once after the last
+ * tile. Each element sees the same additions in the same order either way,
+ * so the two give the same bits. A template, not a run-time choice: a
+ * pointer that may be shared or global took 149 registers (72 and 78 as
+ * two kernels). */
+template <bool KEEP>
+__device__ __forceinline__ void mg_mlp_backward(const mg_cuda_step &a, const mg_cuda_work &w,
+                                                const float *__restrict__ s_in, const float *__restrict__ g_out,
+                                                float *sm)
 {
-    extern __shared__ float4 smem_b4[];
-    float *sm = reinterpret_cast<float *>(smem_b4);
     const mg_mlp_layout L = mg_mlp_layout_for(a.channels, a.hidden);
     const int C = L.C, H = L.H, K = L.K, WS = L.WS, HP = L.HP, H4 = HP / 4;
     const int cells = a.height * a.width, b = blockIdx.y;
@@ -31,7 +39,13 @@ k_mlp_backward(mg_cuda_step a, mg_cuda_work w, const float *__restrict__ s_in, c
     mg_stage_weights(L, a.d_params, sm);
     const size_t n_params = (size_t)K * H + H + (size_t)H * C;
     float *part = w.d_partial + ((size_t)b * MG_CUDA_GROUPS + blockIdx.x) * n_params;
-    float *gw1 = part, *gb1 = part + (size_t)K * H, *gw2 = gb1 + H;
+    /* The copy is read by the threads that own its elements only after
+     * mg_begin_tile's barriers. */
+    float *sums = KEEP ? sm + L.total : part;
+    if (KEEP)
+        for (size_t i = threadIdx.x; i < n_params; i += blockDim.x)
+            sums[i] = part[i];
+    float *gw1 = sums, *gb1 = sums + (size_t)K * H, *gw2 = gb1 + H;
     const float *s = s_in + (size_t)b * cells * C;
     int *tile_cells = reinterpret_cast<int *>(sm + L.cells);
     const float *p = sm + L.p, *z = sm + L.z, *w1 = sm + L.w1, *w2t = sm + L.w2t;
@@ -105,9 +119,25 @@ k_mlp_backward(mg_cuda_step a, mg_cuda_work w, const float *__restrict__ s_in, c
                     acc[r][3] = fmaf(pv, g.w, acc[r][3]);
                 }
             }
-            for (int r = 0; r < 4 && k0 + r < K; r++)
-                for (int q = 0; q < 4 && h + q < H; q++)
-                    gw1[(size_t)(k0 + r) * H + h + q] += acc[r][q];
+#pragma unroll
+            for (int r = 0; r < 4; r++) { /* unrolled: acc indexed by constants stays in registers */
+                if (k0 + r >= K)
+                    break;
+                float *row = gw1 + (size_t)(k0 + r) * H + h;
+                if (KEEP && H % 4 == 0) { /* 16-byte aligned: one vector, no bank conflicts */
+                    float4 v = *reinterpret_cast<float4 *>(row);
+                    v.x += acc[r][0];
+                    v.y += acc[r][1];
+                    v.z += acc[r][2];
+                    v.w += acc[r][3];
+                    *reinterpret_cast<float4 *>(row) = v;
+                } else {
+#pragma unroll
+                    for (int q = 0; q < 4; q++)
+                        if (h + q < H)
+                            row[q] += acc[r][q];
+                }
+            }
         }
         /* dL/dp[i][k] = sum_h gz[i][h] w1[k][h], one chain over h per value,
          * to global memory for k_grad_input. */
@@ -131,6 +161,25 @@ k_mlp_backward(mg_cuda_step a, mg_cuda_work w, const float *__restrict__ s_in, c
                 w.d_gp[((size_t)b * cells + tile_cells[i0 + r]) * K + k] = acc[r];
         }
     }
+    if (KEEP) {
+        __syncthreads();
+        for (size_t i = threadIdx.x; i < n_params; i += blockDim.x)
+            part[i] = sums[i];
+    }
+}
+
+__global__ void __launch_bounds__(MG_CUDA_THREADS)
+k_mlp_backward(mg_cuda_step a, mg_cuda_work w, const float *__restrict__ s_in, const float *__restrict__ g_out)
+{
+    extern __shared__ float4 smem_b4[];
+    mg_mlp_backward<false>(a, w, s_in, g_out, reinterpret_cast<float *>(smem_b4));
+}
+
+__global__ void __launch_bounds__(MG_CUDA_THREADS, 2)
+k_mlp_backward_keep(mg_cuda_step a, mg_cuda_work w, const float *__restrict__ s_in, const float *__restrict__ g_out)
+{
+    extern __shared__ float4 smem_bk4[];
+    mg_mlp_backward<true>(a, w, s_in, g_out, reinterpret_cast<float *>(smem_bk4));
 }
 
 __global__ void __launch_bounds__(256)
@@ -179,9 +228,23 @@ __global__ void __launch_bounds__(256) k_reduce_partials(int n_params, const flo
     grads[(size_t)b * n_params + i] = sum;
 }
 
+static size_t mg_cuda_partials_bytes(int channels, int hidden)
+{
+    return sizeof(float) * ((size_t)3 * channels * hidden + hidden + (size_t)hidden * channels);
+}
+
+extern "C" int mg_cuda_fma_keeps_partials(int channels, int hidden, int smem_optin)
+{
+    return mg_cuda_mlp_smem_bytes(channels, hidden, 0) + mg_cuda_partials_bytes(channels, hidden) <=
+           (size_t)smem_optin;
+}
+
 cudaError_t mg_cuda_mlp_backward_configure(size_t bytes)
 {
-    return cudaFuncSetAttribute(k_mlp_backward, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)bytes);
+    cudaError_t e = cudaFuncSetAttribute(k_mlp_backward, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)bytes);
+    return e != cudaSuccess ? e
+                            : cudaFuncSetAttribute(k_mlp_backward_keep, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                                   (int)bytes);
 }
 
 extern "C" cudaError_t mg_cuda_step_backward(const mg_cuda_step *a, const mg_cuda_work *w, const float *d_s_in,
@@ -194,9 +257,13 @@ extern "C" cudaError_t mg_cuda_step_backward(const mg_cuda_step *a, const mg_cud
     if (a->tf32) {
         mg_cuda_mlp_tf32_backward(a, w, d_s_in, d_g_out, stream);
     } else {
+        const dim3 grid(MG_CUDA_GROUPS, (unsigned)a->n);
         const size_t smem = mg_cuda_mlp_smem_bytes(a->channels, a->hidden, 0);
-        k_mlp_backward<<<dim3(MG_CUDA_GROUPS, (unsigned)a->n), MG_CUDA_THREADS, smem, stream>>>(*a, *w, d_s_in,
-                                                                                              d_g_out);
+        const size_t keep_smem = smem + mg_cuda_partials_bytes(a->channels, a->hidden);
+        if (a->keep_partials)
+            k_mlp_backward_keep<<<grid, MG_CUDA_THREADS, keep_smem, stream>>>(*a, *w, d_s_in, d_g_out);
+        else
+            k_mlp_backward<<<grid, MG_CUDA_THREADS, smem, stream>>>(*a, *w, d_s_in, d_g_out);
     }
     const long long items = (long long)a->height * a->width * a->channels;
     k_grad_input<<<dim3((unsigned)((items + 255) / 256), (unsigned)a->n), 256, 0, stream>>>(*a, *w, d_alive,

@@ -6,7 +6,7 @@
  * states (each cell alive with probability 0.6, alpha in [0.3, 1], other
  * channels in [-1, 1]; never all zeros), random targets; grids that are not
  * multiples of the kernels' tile of 32 cells (5x7, 9x11, 33x31, 40x24, 72x72, 6x6, 8x9,
- * 96x91; and states holding NaN alphas, test_nan_states),
+ * 96x91, 48x46 with H = 416; and states holding NaN alphas, test_nan_states),
  * channel and hidden counts that are not multiples of 4 (C = 5, H = 1, 5, 7,
  * 30), fire rate 0.5 and 1, alive masking (only the left half of each grid
  * starts alive), a pinned cell in the dead half, both freeze kinds (frozen
@@ -329,6 +329,11 @@ static const parity_case CASES[] = {
     {"tf32 48x46 C=32 H=128, 8 kept gradient fragments, fire 1", {48, 46, 32, 128}, 1, 0, 2, 1.0, 0, 0, 1},
     /* 80 weight-gradient tiles: too many to keep, added per cell tile. */
     {"tf32 7x9 C=36 H=128, gradients added per cell tile, freeze", {7, 9, 36, 128}, 3, 0, 2, 0.5, 0, 1, 1},
+    /* fp32 with its tiles taking 225 KB of the 227 KB a block may have: no
+     * room to keep the block's gradient sums in shared memory
+     * (mg_cuda_fma_keeps_partials), so they are added to d_partial per cell
+     * tile; every cell fires, so blocks take two cell tiles. */
+    {"48x46 C=16 H=416, gradients added per cell tile, fire 1", {48, 46, 16, 416}, 1, 0, 2, 1.0, 0, 0, 0},
 };
 enum { N_CASES = sizeof CASES / sizeof CASES[0] };
 
@@ -431,20 +436,27 @@ static void test_nan_states(void **state)
     free(params), free(s0), free(targets), free(s0d);
 }
 
-/* The tf32 cases take each way the tensor-core backward kernel has of
- * summing weight gradients (mg_cuda_tf32_grad_frags: 4 or 8 fragments kept
- * per warp, or none); host-side, so it runs without a GPU too. */
-static void test_tf32_ways_covered(void **state)
+/* The cases take each way the backward kernels have of summing weight
+ * gradients: tf32, 4 or 8 fragments kept per warp, or none
+ * (mg_cuda_tf32_grad_frags); fp32, kept in shared memory or not
+ * (mg_cuda_fma_keeps_partials, on an H100/H200's, and the emulator's, 227
+ * KiB per block). Host-side, so it runs without a GPU too. */
+static void test_backward_ways_covered(void **state)
 {
     (void)state;
-    int seen[3] = {0, 0, 0};
-    for (int i = 0; i < N_CASES; i++)
+    int tf32_seen[3] = {0, 0, 0}, fp32_seen[2] = {0, 0};
+    for (int i = 0; i < N_CASES; i++) {
+        const int C = CASES[i].dims.channels, H = CASES[i].dims.hidden;
         if (CASES[i].tf32) {
-            const int frags = mg_cuda_tf32_grad_frags(CASES[i].dims.channels, CASES[i].dims.hidden);
+            const int frags = mg_cuda_tf32_grad_frags(C, H);
             assert_true(frags == 0 || frags == 4 || frags == 8);
-            seen[frags / 4] = 1;
+            tf32_seen[frags / 4] = 1;
+        } else {
+            fp32_seen[mg_cuda_fma_keeps_partials(C, H, 227 * 1024) != 0] = 1;
         }
-    assert_true(seen[0] && seen[1] && seen[2]);
+    }
+    assert_true(tf32_seen[0] && tf32_seen[1] && tf32_seen[2]);
+    assert_true(fp32_seen[0] && fp32_seen[1]);
 }
 
 /* One cmocka test per case, the case its state. */
@@ -615,7 +627,7 @@ int main(void)
     selected[0] = tests[0];
     const int n_selected = select_cases(selected + 1, N_CASES, cases, N_CASES);
     tests[N_CASES + 1] = (struct CMUnitTest)cmocka_unit_test(test_too_large_model_refused);
-    tests[N_CASES + 2] = (struct CMUnitTest)cmocka_unit_test(test_tf32_ways_covered);
+    tests[N_CASES + 2] = (struct CMUnitTest)cmocka_unit_test(test_backward_ways_covered);
     tests[N_CASES + 3] = (struct CMUnitTest)cmocka_unit_test(test_nan_states);
     tests[N_CASES + 4] = (struct CMUnitTest)cmocka_unit_test(test_compact);
     const struct CMUnitTest *run = n_selected >= 0 ? selected : tests;
