@@ -57,41 +57,64 @@ k_mlp_forward(mg_cuda_step a, mg_cuda_work w, const float *__restrict__ s_in, fl
     }
 }
 
-__global__ void __launch_bounds__(256)
+#define FINISH_THREADS 256
+
+__global__ void __launch_bounds__(FINISH_THREADS)
 k_finish(mg_cuda_step a, mg_cuda_work w, const float *__restrict__ s_in, const float *__restrict__ s_mid,
          float *__restrict__ s_out, unsigned char *__restrict__ alive_out)
 {
+    /* Per cell of the block: bit 0 its mask m, bit 1 its flag (s_mid holds
+     * its new state, else s_in does); the state rows are copied after. */
+    __shared__ unsigned char keep[FINISH_THREADS];
     const int H = a.height, W = a.width, cells = H * W, C = a.channels, b = blockIdx.y;
-    const int cell = blockIdx.x * blockDim.x + threadIdx.x;
-    if (cell >= cells)
-        return;
+    const int first = blockIdx.x * FINISH_THREADS, cell = first + threadIdx.x;
     const size_t base = (size_t)b * cells;
     const unsigned char *pre = w.d_pre + mg_step_half(a, a.step) + base,
                         *flag = w.d_flag + mg_step_half(a, a.step) + base;
     const float *in = s_in + base * C, *mid = s_mid + base * C, thr = a.alive_threshold;
-    /* Cell i after the MLP; its mask m (post AND pre, or pinned, or frozen). */
-    const auto mid_cell = [=](int i) { return (flag[i] ? mid : in) + (size_t)i * C; };
-    const auto mid_alpha = [=](int i) { return mid_cell(i)[3]; };
-    const auto mask = [=](int i) {
-        return (mg_alive_by(H, W, i / W, i % W, thr, mid_alpha) && pre[i]) || i == a.pin_cell ||
-               mg_dev_frozen(a.d_freeze, i) == MG_DEV_CELL_FROZEN;
-    };
-    const bool m = mask(cell);
-    const float *src = mid_cell(cell);
-    float *dst = s_out + (base + cell) * C;
-    for (int c = 0; c < C; c++)
-        dst[c] = m ? src[c] : 0.0f;
-    if (alive_out)
-        alive_out[base + cell] = (unsigned char)((m ? MG_TAPE_ALIVE : 0u) | (m && flag[cell] ? MG_TAPE_MLP : 0u));
-    /* The next step's selection (k_select_forward's) from s_out's alpha,
-     * the neighbours' masks recomputed (each from its own 3x3 of s_mid, in
-     * the CPU's order of comparisons, so NaN states too give the CPU's mask;
-     * this cell's is m). */
-    const bool pre_next = mg_alive_by(H, W, cell / W, cell % W, thr,
-                                      [=](int i) { return (i == cell ? m : mask(i)) ? mid_alpha(i) : 0.0f; });
-    const size_t next = mg_step_half(a, a.step + 1) + base + cell;
-    w.d_pre[next] = pre_next;
-    w.d_flag[next] = mg_select_cell(a, a.step + 1, b, cell, pre_next);
+    if (cell < cells) {
+        /* Cell i after the MLP; its mask m (post AND pre, or pinned, or frozen). */
+        const auto mid_alpha = [=](int i) { return (flag[i] ? mid : in)[(size_t)i * C + 3]; };
+        const auto mask = [=](int i) {
+            return (mg_alive_by(H, W, i / W, i % W, thr, mid_alpha) && pre[i]) || i == a.pin_cell ||
+                   mg_dev_frozen(a.d_freeze, i) == MG_DEV_CELL_FROZEN;
+        };
+        const bool m = mask(cell);
+        keep[threadIdx.x] = (unsigned char)((m ? 1u : 0u) | (flag[cell] ? 2u : 0u));
+        if (alive_out)
+            alive_out[base + cell] =
+                (unsigned char)((m ? MG_TAPE_ALIVE : 0u) | (m && flag[cell] ? MG_TAPE_MLP : 0u));
+        /* The next step's selection (k_select_forward's) from s_out's alpha,
+         * the neighbours' masks recomputed (each from its own 3x3 of s_mid,
+         * in the CPU's order of comparisons, so NaN states too give the
+         * CPU's mask; this cell's is m). */
+        const bool pre_next = mg_alive_by(H, W, cell / W, cell % W, thr,
+                                          [=](int i) { return (i == cell ? m : mask(i)) ? mid_alpha(i) : 0.0f; });
+        const size_t next = mg_step_half(a, a.step + 1) + base + cell;
+        w.d_pre[next] = pre_next;
+        w.d_flag[next] = mg_select_cell(a, a.step + 1, b, cell, pre_next);
+    }
+    __syncthreads();
+    /* s_out = m * (s_mid or s_in) for the block's cells, whose rows are one
+     * contiguous span: consecutive threads on consecutive elements (a
+     * thread per cell copying its own row made each warp access touch 32
+     * rows C floats apart), in float4 where rows keep 16-byte alignment. */
+    const int n = cells - first < FINISH_THREADS ? cells - first : FINISH_THREADS;
+    const size_t at = (size_t)first * C;
+    if (C % 4 == 0) {
+        const int C4 = C / 4;
+        const float4 *in4 = reinterpret_cast<const float4 *>(in + at), *mid4 = reinterpret_cast<const float4 *>(mid + at);
+        float4 *out4 = reinterpret_cast<float4 *>(s_out + base * C + at);
+        for (int i = threadIdx.x; i < n * C4; i += FINISH_THREADS) {
+            const unsigned k = keep[i / C4];
+            out4[i] = k & 1u ? (k & 2u ? mid4[i] : in4[i]) : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+        }
+    } else {
+        for (int i = threadIdx.x; i < n * C; i += FINISH_THREADS) {
+            const unsigned k = keep[i / C];
+            s_out[base * C + at + i] = k & 1u ? (k & 2u ? mid[at + i] : in[at + i]) : 0.0f;
+        }
+    }
 }
 
 extern "C" size_t mg_cuda_mlp_smem_bytes(int channels, int hidden, int tf32)
@@ -124,7 +147,7 @@ extern "C" cudaError_t mg_cuda_step_forward(const mg_cuda_step *a, const mg_cuda
         k_mlp_forward<<<dim3(MG_CUDA_GROUPS, (unsigned)a->n), MG_CUDA_THREADS, smem, stream>>>(*a, *w, d_s_in, d_s_mid);
     }
     const int cells = a->height * a->width;
-    k_finish<<<dim3((unsigned)((cells + 255) / 256), (unsigned)a->n), 256, 0, stream>>>(*a, *w, d_s_in, d_s_mid,
-                                                                                      d_s_out, d_alive_out);
+    const dim3 grid((unsigned)((cells + FINISH_THREADS - 1) / FINISH_THREADS), (unsigned)a->n);
+    k_finish<<<grid, FINISH_THREADS, 0, stream>>>(*a, *w, d_s_in, d_s_mid, d_s_out, d_alive_out);
     return cudaGetLastError();
 }
