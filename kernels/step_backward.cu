@@ -22,9 +22,9 @@
  * read-modified-written in global memory per cell tile, or (KEEP) a copy of
  * it in shared memory, read once here and written back once after the last
  * tile. Each element sees the same additions in the same order either way,
- * so the two give the same bits. A template, not a run-time choice: a
- * pointer that may be shared or global took 149 registers (72 and 78 as
- * two kernels). */
+ * so the two give the same bits. A template, not a run-time choice: with
+ * one pointer that may be shared or global, ptxas spilled (at 80
+ * registers) or, allowed more, took 149. */
 template <bool KEEP>
 __device__ __forceinline__ void mg_mlp_backward(const mg_cuda_step &a, const mg_cuda_work &w,
                                                 const float *__restrict__ s_in, const float *__restrict__ g_out,
@@ -40,7 +40,8 @@ __device__ __forceinline__ void mg_mlp_backward(const mg_cuda_step &a, const mg_
     const size_t n_params = (size_t)K * H + H + (size_t)H * C;
     float *part = w.d_partial + ((size_t)b * MG_CUDA_GROUPS + blockIdx.x) * n_params;
     /* The copy is read by the threads that own its elements only after
-     * mg_begin_tile's barriers. */
+     * mg_begin_tile's barriers. L.total is a multiple of 4 floats, so rows
+     * of gw1 are 16-byte aligned when H is a multiple of 4. */
     float *sums = KEEP ? sm + L.total : part;
     if (KEEP)
         for (size_t i = threadIdx.x; i < n_params; i += blockDim.x)
@@ -175,6 +176,9 @@ k_mlp_backward(mg_cuda_step a, mg_cuda_work w, const float *__restrict__ s_in, c
     mg_mlp_backward<false>(a, w, s_in, g_out, reinterpret_cast<float *>(smem_b4));
 }
 
+/* At least 2 blocks per SM (its shared memory allows no more at the
+ * Distill config): up to 128 registers; with the thread count alone ptxas
+ * held it to 64 and spilled. */
 __global__ void __launch_bounds__(MG_CUDA_THREADS, 2)
 k_mlp_backward_keep(mg_cuda_step a, mg_cuda_work w, const float *__restrict__ s_in, const float *__restrict__ g_out)
 {

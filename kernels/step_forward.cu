@@ -103,7 +103,8 @@ k_finish(mg_cuda_step a, mg_cuda_work w, const float *__restrict__ s_in, const f
     const size_t at = (size_t)first * C;
     if (C % 4 == 0) {
         const int C4 = C / 4;
-        const float4 *in4 = reinterpret_cast<const float4 *>(in + at), *mid4 = reinterpret_cast<const float4 *>(mid + at);
+        const float4 *in4 = reinterpret_cast<const float4 *>(in + at);
+        const float4 *mid4 = reinterpret_cast<const float4 *>(mid + at);
         float4 *out4 = reinterpret_cast<float4 *>(s_out + base * C + at);
         for (int i = threadIdx.x; i < n * C4; i += FINISH_THREADS) {
             const unsigned k = keep[i / C4];
