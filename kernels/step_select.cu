@@ -46,6 +46,41 @@ k_select_forward(mg_cuda_step a, mg_cuda_work w, const float *__restrict__ s_in)
  * before it: the 8 chunks of a 256x256 sample run side by side instead of
  * one after another, on a path every step waits for, and the list is still
  * a pure function of the flags. */
+/* Bit j set iff cell at + j (< cells) has `bit` in its flag byte, for the
+ * COMPACT_ITEMS cells from at. In one 16-byte load where the flags are
+ * aligned so (a sample's are when cells is a multiple of 16), else in
+ * independent byte loads (unrolled, so they are all in flight at once: a
+ * loop with a branch per cell waited for each in turn). */
+__device__ __forceinline__ unsigned compact_bits(const unsigned char *__restrict__ flag, int at, int cells,
+                                                 unsigned bit, bool aligned)
+{
+    static_assert(COMPACT_ITEMS == 16, "one uint4 of flag bytes per thread");
+    unsigned bits = 0;
+    if (aligned && at + COMPACT_ITEMS <= cells) {
+        const uint4 v = *reinterpret_cast<const uint4 *>(flag + at);
+        const unsigned word[4] = {v.x, v.y, v.z, v.w}; /* little-endian: byte j % 4 of word j / 4 */
+#pragma unroll
+        for (int j = 0; j < COMPACT_ITEMS; j++)
+            bits |= (word[j / 4] >> (8 * (j % 4)) & bit ? 1u : 0u) << j;
+    } else {
+#pragma unroll
+        for (int j = 0; j < COMPACT_ITEMS; j++)
+            if (at + j < cells && (flag[at + j] & bit))
+                bits |= 1u << j;
+    }
+    return bits;
+}
+
+/* active[b][0..count) = the cells of sample b whose flag byte ([n][cells])
+ * has bit `bit` set, ascending. Grid (chunks, n): block x compacts the
+ * chunk of cells [x * CHUNK, (x + 1) * CHUNK) of sample blockIdx.y, each
+ * thread COMPACT_ITEMS consecutive cells, so one block scan covers a whole
+ * 72x72 grid (8192 cells). Where to write comes from the number of flagged
+ * cells in the earlier chunks, which the block counts itself (at most a few
+ * tens of KB of flags, L2-resident) rather than waiting for the blocks
+ * before it: the 8 chunks of a 256x256 sample run side by side instead of
+ * one after another, on a path every step waits for, and the list is still
+ * a pure function of the flags. */
 __global__ void __launch_bounds__(COMPACT_THREADS)
 k_compact(int cells, const unsigned char *__restrict__ flags, unsigned bit, int *__restrict__ active,
           int *__restrict__ count_out)
@@ -58,23 +93,14 @@ k_compact(int cells, const unsigned char *__restrict__ flags, unsigned bit, int 
     __shared__ typename Scan::TempStorage scan_tmp;
     const int b = blockIdx.y, first = (int)blockIdx.x * COMPACT_CHUNK;
     const unsigned char *flag = flags + (size_t)b * cells;
+    const bool aligned = ((uintptr_t)flag & 15u) == 0; /* the same for the whole block */
     const int mine = first + (int)threadIdx.x * COMPACT_ITEMS;
     unsigned before = 0; /* this thread's share of the earlier chunks: all full */
-    for (int at = (int)threadIdx.x * COMPACT_ITEMS; at < first; at += COMPACT_CHUNK) {
-#pragma unroll
-        for (int j = 0; j < COMPACT_ITEMS; j++)
-            before += (flag[at + j] & bit) != 0;
-    }
-    const int end = mine + COMPACT_ITEMS < cells ? mine + COMPACT_ITEMS : cells;
-    unsigned bits = 0; /* the chunk's flags, read once: bit j is cell mine + j */
-    unsigned count = 0;
-    for (int cell = mine; cell < end; cell++)
-        if (flag[cell] & bit) {
-            bits |= 1u << (cell - mine);
-            count++;
-        }
+    for (int at = (int)threadIdx.x * COMPACT_ITEMS; at < first; at += COMPACT_CHUNK)
+        before += (unsigned)__popc(compact_bits(flag, at, cells, bit, aligned));
+    const unsigned bits = compact_bits(flag, mine, cells, bit, aligned); /* bit j: cell mine + j */
     unsigned long long pos, total;
-    Scan(scan_tmp).ExclusiveSum((unsigned long long)before << 32 | count, pos, total);
+    Scan(scan_tmp).ExclusiveSum((unsigned long long)before << 32 | (unsigned)__popc(bits), pos, total);
     const int base = (int)(total >> 32);
     int at = base + (int)(unsigned)pos;
     for (int j = 0; bits >> j; j++)

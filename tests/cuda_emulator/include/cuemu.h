@@ -35,6 +35,9 @@ struct alignas(16) float4 {
     float x, y, z, w;
 };
 static inline float4 make_float4(float x, float y, float z, float w) { return float4{x, y, z, w}; }
+struct alignas(16) uint4 {
+    unsigned int x, y, z, w;
+};
 
 /* Set by the emulator for the thread that runs (launch.cc). */
 extern uint3 threadIdx, blockIdx;
@@ -51,6 +54,7 @@ extern dim3 blockDim, gridDim;
 #define __launch_bounds__(...)
 
 /* ---- intrinsics ---- */
+static inline int __popc(unsigned int x) { return __builtin_popcount(x); }
 static inline unsigned int __umulhi(unsigned int a, unsigned int b)
 {
     return (unsigned int)(((unsigned long long)a * b) >> 32);
