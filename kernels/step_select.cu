@@ -96,6 +96,7 @@ k_compact(int cells, const unsigned char *__restrict__ flags, unsigned bit, int 
     const bool aligned = ((uintptr_t)flag & 15u) == 0; /* the same for the whole block */
     const int mine = first + (int)threadIdx.x * COMPACT_ITEMS;
     unsigned before = 0; /* this thread's share of the earlier chunks: all full */
+#pragma unroll 4 /* several chunks' loads in flight at once */
     for (int at = (int)threadIdx.x * COMPACT_ITEMS; at < first; at += COMPACT_CHUNK)
         before += (unsigned)__popc(compact_bits(flag, at, cells, bit, aligned));
     const unsigned bits = compact_bits(flag, mine, cells, bit, aligned); /* bit j: cell mine + j */
