@@ -245,10 +245,13 @@ extern "C" int mg_cuda_fma_keeps_partials(int channels, int hidden, int smem_opt
 
 cudaError_t mg_cuda_mlp_backward_configure(size_t bytes)
 {
-    cudaError_t e = cudaFuncSetAttribute(k_mlp_backward, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)bytes);
-    return e != cudaSuccess ? e
-                            : cudaFuncSetAttribute(k_mlp_backward_keep, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                                   (int)bytes);
+    const void *kernels[] = {(const void *)k_mlp_backward, (const void *)k_mlp_backward_keep};
+    for (const void *k : kernels) {
+        const cudaError_t e = cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)bytes);
+        if (e != cudaSuccess)
+            return e;
+    }
+    return cudaSuccess;
 }
 
 extern "C" cudaError_t mg_cuda_step_backward(const mg_cuda_step *a, const mg_cuda_work *w, const float *d_s_in,

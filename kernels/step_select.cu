@@ -36,16 +36,6 @@ k_select_forward(mg_cuda_step a, mg_cuda_work w, const float *__restrict__ s_in)
     w.d_flag[at] = mg_select_cell(a, a.step, b, cell, pre);
 }
 
-/* active[b][0..count) = the cells of sample b whose flag byte ([n][cells])
- * has bit `bit` set, ascending. Grid (chunks, n): block x compacts the
- * chunk of cells [x * CHUNK, (x + 1) * CHUNK) of sample blockIdx.y, each
- * thread COMPACT_ITEMS consecutive cells, so one block scan covers a whole
- * 72x72 grid (8192 cells). Where to write comes from the number of flagged
- * cells in the earlier chunks, which the block counts itself (at most a few
- * tens of KB of flags, L2-resident) rather than waiting for the blocks
- * before it: the 8 chunks of a 256x256 sample run side by side instead of
- * one after another, on a path every step waits for, and the list is still
- * a pure function of the flags. */
 /* Bit j set iff cell at + j (< cells) has `bit` in its flag byte, for the
  * COMPACT_ITEMS cells from at. In one 16-byte load where the flags are
  * aligned so (a sample's are when cells is a multiple of 16), else in

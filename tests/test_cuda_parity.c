@@ -119,6 +119,25 @@ typedef struct run_out {
     double *loss;
 } run_out;
 
+/* A batch job of the comparisons here, under their fixed run seed and
+ * iteration (the fire masks' keys with the sample indices). */
+static mg_batch_job parity_job(const mg_nca_dims *d, mg_step_rules rules, int steps, int n,
+                               const uint32_t *sample_index, const int32_t *target_index, const float *targets,
+                               const float *params, int64_t n_params)
+{
+    return (mg_batch_job){.dims = *d,
+                          .rules = rules,
+                          .seed = 0x1234567890ABCDEFull,
+                          .iteration = 5,
+                          .steps = steps,
+                          .n = n,
+                          .sample_index = sample_index,
+                          .target_index = target_index,
+                          .targets = targets,
+                          .params = params,
+                          .n_params = n_params};
+}
+
 static void run_batch(mg_backend *be, mg_batch_job job, const float *s0, run_out *out, size_t n_state_all,
                       size_t n_grads)
 {
@@ -205,19 +224,8 @@ static void run_case(const parity_case *pc)
         sample_index[b] = 3u + 1000u * (uint32_t)b;
         target_index[b] = b % 2;
     }
-    const mg_batch_job job = {
-        .dims = *d,
-        .rules = {mg_fire_threshold(pc->fire_rate), 0.1, pin_cell, pc->freeze ? freeze : NULL},
-        .seed = 0x1234567890ABCDEFull,
-        .iteration = 5,
-        .steps = pc->steps,
-        .n = n,
-        .sample_index = sample_index,
-        .target_index = target_index,
-        .targets = targets,
-        .params = params,
-        .n_params = P,
-    };
+    const mg_step_rules rules = {mg_fire_threshold(pc->fire_rate), 0.1, pin_cell, pc->freeze ? freeze : NULL};
+    const mg_batch_job job = parity_job(d, rules, pc->steps, n, sample_index, target_index, targets, params, P);
 
     run_out ref, run[2];
     run_out *all[3] = {&ref, &run[0], &run[1]};
@@ -390,19 +398,10 @@ static void test_nan_states(void **state)
         zeroed[i] = isnan(s0[i]) ? 0.0f : s0[i];
     for (int j = 0; j < 3; j++) {
         memcpy(out[j], j < 2 ? s0 : zeroed, sizeof(float) * n_all);
-        const mg_batch_job job = {.dims = d,
-                                  .rules = {mg_fire_threshold(0.5), 0.1, -1, NULL},
-                                  .seed = 0x1234567890ABCDEFull,
-                                  .iteration = 5,
-                                  .steps = steps,
-                                  .n = n,
-                                  .sample_index = sample_index,
-                                  .target_index = target_index,
-                                  .targets = targets,
-                                  .params = params,
-                                  .n_params = P,
-                                  .states = out[j],
-                                  .loss = loss};
+        const mg_step_rules rules = {mg_fire_threshold(0.5), 0.1, -1, NULL};
+        mg_batch_job job = parity_job(&d, rules, steps, n, sample_index, target_index, targets, params, P);
+        job.states = out[j];
+        job.loss = loss;
         mg_backend *on = be[j == 1];
         if (on->ops->batch(on, &job, &err) != 0) {
             fprintf(stderr, "test_nan_states, %s: %s\n", on->ops->name, err.msg);
