@@ -21,16 +21,17 @@ static size_t saved_slots(const cuda_backend *cb) { return (size_t)cb->max_steps
 
 static void free_buffers(cuda_backend *cb)
 {
-    void *all[] = {cb->d_targets, cb->d_saved, cb->d_segment, cb->d_alive, cb->d_mid, cb->d_ping,
-                   cb->d_pong, cb->d_grad_a, cb->d_grad_b, cb->d_loss, cb->d_grads, cb->d_sample_index,
-                   cb->work.d_pre, cb->work.d_flag, cb->work.d_active, cb->work.d_count, cb->work.d_gp,
-                   cb->work.d_partial};
+    void *all[] = {cb->d_targets, cb->d_saved, cb->d_segment, cb->d_alive, cb->d_mlp_count, cb->d_mid,
+                   cb->d_ping, cb->d_pong, cb->d_grad_a, cb->d_grad_b, cb->d_loss, cb->d_grads,
+                   cb->d_sample_index, cb->work.d_pre, cb->work.d_flag, cb->work.d_flag_count,
+                   cb->work.d_active, cb->work.d_count, cb->work.d_gp, cb->work.d_partial};
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
         if (all[i])
             cudaFree(all[i]);
     cb->d_targets = cb->d_saved = cb->d_segment = cb->d_mid = cb->d_ping = cb->d_pong = NULL;
     cb->d_grad_a = cb->d_grad_b = cb->d_grads = NULL;
     cb->d_alive = NULL;
+    cb->d_mlp_count = NULL;
     cb->d_loss = NULL;
     cb->d_sample_index = NULL;
     memset(&cb->work, 0, sizeof cb->work);
@@ -60,11 +61,14 @@ int mg_cuda_ensure_capacity(cuda_backend *cb, int n, mg_error *err)
     const size_t cells = (size_t)mg_cells(&cb->dims), state = mg_cuda_state_floats(&cb->dims) * n;
     const size_t K = (size_t)mg_perception_size(&cb->dims);
     const size_t segment = cb->every > 1 ? (size_t)(cb->every - 1) : 0;
+    const size_t spans = (size_t)mg_cuda_spans((int)cells);
+    const size_t tape_steps = (size_t)(cb->max_steps > 0 ? cb->max_steps : 1);
     const mg_cuda_alloc want[] = {
         {(void **)&cb->d_targets, sizeof(float) * cells * 4 * n},
         {(void **)&cb->d_saved, sizeof(float) * state * saved_slots(cb)},
         {(void **)&cb->d_segment, sizeof(float) * state * (segment ? segment : 1)},
-        {(void **)&cb->d_alive, cells * n * (size_t)(cb->max_steps > 0 ? cb->max_steps : 1)},
+        {(void **)&cb->d_alive, cells * n * tape_steps},
+        {(void **)&cb->d_mlp_count, sizeof(int) * spans * n * tape_steps},
         {(void **)&cb->d_mid, sizeof(float) * state},
         {(void **)&cb->d_ping, sizeof(float) * state},
         {(void **)&cb->d_pong, sizeof(float) * state},
@@ -74,6 +78,7 @@ int mg_cuda_ensure_capacity(cuda_backend *cb, int n, mg_error *err)
         {(void **)&cb->d_sample_index, sizeof(uint32_t) * n},
         {(void **)&cb->work.d_pre, cells * n * 2},
         {(void **)&cb->work.d_flag, cells * n * 2},
+        {(void **)&cb->work.d_flag_count, sizeof(int) * spans * n * 2},
         {(void **)&cb->work.d_active, sizeof(int) * cells * n},
         {(void **)&cb->work.d_count, sizeof(int) * n},
         {(void **)&cb->work.d_gp, sizeof(float) * cells * K * n},
@@ -184,6 +189,15 @@ static float *segment_state(const cuda_backend *cb, int n, int j, int i)
     return i == 0 ? saved(cb, n, j) : cb->d_segment + (size_t)(i - 1) * n * mg_cuda_state_floats(&cb->dims);
 }
 
+/* Step `step`'s part of the tape of n samples. */
+static mg_cuda_tape_step tape_step(const cuda_backend *cb, int n, int step)
+{
+    const size_t cells = (size_t)mg_cells(&cb->dims), spans = (size_t)mg_cuda_spans((int)cells);
+    return (mg_cuda_tape_step){cb->d_alive + (size_t)step * n * cells, cb->d_mlp_count + (size_t)step * n * spans};
+}
+
+static const mg_cuda_tape_step NO_TAPE = {NULL, NULL};
+
 float *mg_cuda_rollout_start(const cuda_backend *cb, int n, int grads)
 {
     return grads ? saved(cb, n, 0) : cb->d_ping;
@@ -204,8 +218,8 @@ int mg_cuda_run_rollouts(cuda_backend *cb, int n, int steps, const mg_step_rules
         else
             out = cur == cb->d_ping ? cb->d_pong : cb->d_ping;
         a.step = step;
-        CK(mg_cuda_step_forward(&a, &cb->work, cur, cb->d_mid, out,
-                                grads ? cb->d_alive + (size_t)step * n * cells : NULL, step == 0, cb->stream),
+        CK(mg_cuda_step_forward(&a, &cb->work, cur, cb->d_mid, out, grads ? tape_step(cb, n, step) : NO_TAPE,
+                                step == 0, cb->stream),
            "forward step");
         cur = out;
     }
@@ -227,13 +241,13 @@ int mg_cuda_run_rollouts(cuda_backend *cb, int n, int steps, const mg_step_rules
         for (int step = first; step + 1 < end; step++) {
             a.step = step;
             CK(mg_cuda_step_forward(&a, &cb->work, segment_state(cb, n, j, step - first), cb->d_mid,
-                                    segment_state(cb, n, j, step + 1 - first), NULL, step == first, cb->stream),
+                                    segment_state(cb, n, j, step + 1 - first), NO_TAPE, step == first, cb->stream),
                "recomputing a checkpoint segment");
         }
         for (int step = end - 1; step >= first; step--) {
             a.step = step;
-            CK(mg_cuda_step_backward(&a, &cb->work, segment_state(cb, n, j, step - first),
-                                     cb->d_alive + (size_t)step * n * cells, g, g_prev, cb->stream),
+            CK(mg_cuda_step_backward(&a, &cb->work, segment_state(cb, n, j, step - first), tape_step(cb, n, step), g,
+                                     g_prev, cb->stream),
                "backward step");
             float *swap = g;
             g = g_prev;
@@ -244,7 +258,9 @@ int mg_cuda_run_rollouts(cuda_backend *cb, int n, int steps, const mg_step_rules
     if (d_g0)
         *d_g0 = g;
     const size_t segment = every > 1 ? (size_t)(every - 1) : 0;
-    const size_t tape = sizeof(float) * state * n * ((size_t)steps / every + 1 + segment) + cells * n * (size_t)steps;
+    const size_t tape_bytes_per_step = cells + sizeof(int) * (size_t)mg_cuda_spans((int)cells);
+    const size_t tape =
+        sizeof(float) * state * n * ((size_t)steps / every + 1 + segment) + tape_bytes_per_step * n * (size_t)steps;
     if (tape > cb->peak_tape)
         cb->peak_tape = tape;
     return 0;
@@ -318,7 +334,7 @@ static int cuda_rollout(mg_backend *be, const mg_rollout_job *job, mg_error *err
     float *cur = cb->d_ping, *next = cb->d_pong;
     for (int step = 0; step < job->steps; step++) {
         a.step = step;
-        CK(mg_cuda_step_forward(&a, &cb->work, cur, cb->d_mid, next, NULL, step == 0, cb->stream), "forward step");
+        CK(mg_cuda_step_forward(&a, &cb->work, cur, cb->d_mid, next, NO_TAPE, step == 0, cb->stream), "forward step");
         float *swap = cur;
         cur = next;
         next = swap;

@@ -61,7 +61,8 @@ typedef struct cuda_backend {
     float *d_targets;     /* [n][cells][4] each sample's target */
     float *d_saved;       /* [max_steps/every + 1][n][cells][C] states at multiples of every */
     float *d_segment;     /* [every - 1][n][cells][C] recomputed states of a segment */
-    unsigned char *d_alive; /* [max_steps][n][cells] mask m of each step */
+    unsigned char *d_alive; /* [max_steps][n][cells] tape bytes of each step (MG_TAPE_*) */
+    int *d_mlp_count;       /* [max_steps][n][spans] their MG_TAPE_MLP counts (mg_cuda_tape_step) */
     float *d_mid, *d_ping, *d_pong; /* [n][cells][C] step scratch */
     float *d_grad_a, *d_grad_b;     /* [n][cells][C] gradient ping-pong */
     double *d_loss;       /* [n] */

@@ -45,10 +45,23 @@ typedef struct mg_cuda_step {
     int keep_partials;              /* fp32: k_mlp_backward sums in shared memory (mg_cuda_fma_keeps_partials) */
 } mg_cuda_step;
 
+/* Cells per flag count. The kernels that write a step's flags (the
+ * forward's MLP flags, the tape's MG_TAPE_MLP bits) also write how many are
+ * set in each span of MG_CUDA_SPAN_CELLS cells of a sample, so that the
+ * compaction finds where each of its chunks starts in the list from a few
+ * counts, not by reading every flag before the chunk again. */
+#define MG_CUDA_SPAN_CELLS 256
+
+#ifdef __CUDACC__
+__host__ __device__
+#endif
+static inline int mg_cuda_spans(int cells) { return (cells + MG_CUDA_SPAN_CELLS - 1) / MG_CUDA_SPAN_CELLS; }
+
 /* Scratch shared by the step kernels, sized for n samples. */
 typedef struct mg_cuda_work {
     unsigned char *d_pre;   /* [2][n][cells] pre-update alive mask, by step parity */
     unsigned char *d_flag;  /* [2][n][cells] cell runs the MLP (forward), by step parity */
+    int *d_flag_count;      /* [2][n][mg_cuda_spans(cells)] d_flag's set cells per span, by step parity */
     int *d_active;          /* [n][cells] compacted cell indices, ascending */
     int *d_count;           /* [n] number of active cells */
     float *d_gp;            /* [n][cells][3C] dL/d(perception) of active cells */
@@ -83,22 +96,30 @@ int mg_cuda_tf32_grad_frags(int channels, int hidden);
 #define MG_TAPE_ALIVE 1u
 #define MG_TAPE_MLP 2u
 
+/* One step of the tape: the tape bytes of n samples [n][cells] and how many
+ * of them have MG_TAPE_MLP in each span of MG_CUDA_SPAN_CELLS cells
+ * [n][mg_cuda_spans(cells)]. */
+typedef struct mg_cuda_tape_step {
+    unsigned char *d_alive;
+    int *d_mlp_count;
+} mg_cuda_tape_step;
+
 /* One step forward for n samples: d_s_out = m * (d_s_in + f * du) exactly as
  * mg_step_forward_f32. d_s_mid is scratch [n][cells][C] (d_s_in + f * du before
- * masking, written for the cells whose MLP runs); d_alive_out [n][cells]
- * receives the step's tape bytes unless NULL. Each step selects the cells
- * of the next (step a->step + 1) from its output; `first` (the first step
- * of a rollout, or of a recomputed segment) selects this step's too. */
+ * masking, written for the cells whose MLP runs); `tape` receives the step's
+ * tape bytes and counts unless its d_alive is NULL. Each step selects the
+ * cells of the next (step a->step + 1) from its output; `first` (the first
+ * step of a rollout, or of a recomputed segment) selects this step's too. */
 cudaError_t mg_cuda_step_forward(const mg_cuda_step *a, const mg_cuda_work *w, const float *d_s_in,
-                                 float *d_s_mid, float *d_s_out, unsigned char *d_alive_out, int first,
+                                 float *d_s_mid, float *d_s_out, mg_cuda_tape_step tape, int first,
                                  cudaStream_t stream);
 
 /* One step backward for n samples, as mg_step_backward_f32: from d_s_in (the
- * step's input state), its tape bytes d_alive [n][cells] and d_g_out = dL/ds_out,
- * write d_g_in = dL/ds_in and ADD this step's weight gradient into
- * w->d_partial. */
+ * step's input state), its tape (as the forward wrote it) and d_g_out =
+ * dL/ds_out, write d_g_in = dL/ds_in and ADD this step's weight gradient
+ * into w->d_partial. */
 cudaError_t mg_cuda_step_backward(const mg_cuda_step *a, const mg_cuda_work *w, const float *d_s_in,
-                                  const unsigned char *d_alive, const float *d_g_out, float *d_g_in,
+                                  mg_cuda_tape_step tape, const float *d_g_out, float *d_g_in,
                                   cudaStream_t stream);
 
 /* d_grads[b][p] = sum over g in 0..MG_CUDA_GROUPS-1, in that order, of
@@ -114,9 +135,12 @@ cudaError_t mg_cuda_loss(int n, int cells, int channels, const float *d_s, const
 
 /* d_active[b][0..d_count[b]) = the cells c of sample b (ascending) whose
  * d_flags[b][c] has bit `bit` set, for b < n: the list the MLP kernels
- * work through (for the tests; the step launchers call it). */
-cudaError_t mg_cuda_compact(int n, int cells, const unsigned char *d_flags, unsigned bit, int *d_active,
-                            int *d_count, cudaStream_t stream);
+ * work through. d_span_counts[b][r] [n][mg_cuda_spans(cells)] must be
+ * the number of such cells among cells r * MG_CUDA_SPAN_CELLS onwards
+ * (MG_CUDA_SPAN_CELLS of them, fewer in the last span). For the tests; the
+ * step launchers call it. */
+cudaError_t mg_cuda_compact(int n, int cells, const unsigned char *d_flags, unsigned bit, const int *d_span_counts,
+                            int *d_active, int *d_count, cudaStream_t stream);
 
 /* Fire mask of one sample at one step into d_fire [n_cells], bit-identical
  * to mg_fire_mask (for the tests). */

@@ -66,6 +66,12 @@ __device__ __host__ inline size_t mg_step_half(const mg_cuda_step &a, int step)
     return (size_t)(step & 1) * (size_t)a.n * (size_t)a.height * (size_t)a.width;
 }
 
+/* The same for d_flag_count ([2][n][spans]). */
+__device__ __host__ inline size_t mg_span_half(const mg_cuda_step &a, int step)
+{
+    return (size_t)(step & 1) * (size_t)a.n * (size_t)mg_cuda_spans(a.height * a.width);
+}
+
 /* Whether cell `cell` of sample b runs the MLP in step `step`, given its
  * pre-update alive mask: it fires, is not frozen, and is alive before the
  * step or pinned (any other update would be discarded by the fire or alive

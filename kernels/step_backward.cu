@@ -255,10 +255,10 @@ cudaError_t mg_cuda_mlp_backward_configure(size_t bytes)
 }
 
 extern "C" cudaError_t mg_cuda_step_backward(const mg_cuda_step *a, const mg_cuda_work *w, const float *d_s_in,
-                                             const unsigned char *d_alive, const float *d_g_out, float *d_g_in,
+                                             mg_cuda_tape_step tape, const float *d_g_out, float *d_g_in,
                                              cudaStream_t stream)
 {
-    cudaError_t e = mg_cuda_select_backward(a, w, d_alive, stream);
+    cudaError_t e = mg_cuda_select_backward(a, w, tape, stream);
     if (e != cudaSuccess)
         return e;
     if (a->tf32) {
@@ -273,7 +273,7 @@ extern "C" cudaError_t mg_cuda_step_backward(const mg_cuda_step *a, const mg_cud
             k_mlp_backward<<<grid, MG_CUDA_THREADS, smem, stream>>>(*a, *w, d_s_in, d_g_out);
     }
     const long long items = (long long)a->height * a->width * a->channels;
-    k_grad_input<<<dim3((unsigned)((items + 255) / 256), (unsigned)a->n), 256, 0, stream>>>(*a, *w, d_alive,
+    k_grad_input<<<dim3((unsigned)((items + 255) / 256), (unsigned)a->n), 256, 0, stream>>>(*a, *w, tape.d_alive,
                                                                                          d_g_out, d_g_in);
     return cudaGetLastError();
 }

@@ -12,7 +12,7 @@
  * 3. k_finish: post-update alive mask, m = pre AND post (or pinned, or
  *    frozen), s_out = m * s_mid, and m with the backward's MLP flag onto the
  *    tape (MG_TAPE_*); then the next step's selection from s_out, so that it
- *    needs no pass of its own. s_mid is what the MLP wrote for flagged cells
+ *    needs no pass of its own; and both flags' counts per span of cells. s_mid is what the MLP wrote for flagged cells
  *    and s_in for the others (no copy-through pass either). */
 #include "nca_device.cuh"
 #include "step_internal.cuh"
@@ -57,11 +57,12 @@ k_mlp_forward(mg_cuda_step a, mg_cuda_work w, const float *__restrict__ s_in, fl
     }
 }
 
-#define FINISH_THREADS 256
+/* A block per span of cells, so that it counts its span's flags. */
+#define FINISH_THREADS MG_CUDA_SPAN_CELLS
 
 __global__ void __launch_bounds__(FINISH_THREADS)
 k_finish(mg_cuda_step a, mg_cuda_work w, const float *__restrict__ s_in, const float *__restrict__ s_mid,
-         float *__restrict__ s_out, unsigned char *__restrict__ alive_out)
+         float *__restrict__ s_out, unsigned char *__restrict__ alive_out, int *__restrict__ mlp_count_out)
 {
     /* Per cell of the block: bit 0 its mask m, bit 1 its flag (s_mid holds
      * its new state, else s_in does); the state rows are copied after. */
@@ -72,6 +73,7 @@ k_finish(mg_cuda_step a, mg_cuda_work w, const float *__restrict__ s_in, const f
     const unsigned char *pre = w.d_pre + mg_step_half(a, a.step) + base,
                         *flag = w.d_flag + mg_step_half(a, a.step) + base;
     const float *in = s_in + base * C, *mid = s_mid + base * C, thr = a.alive_threshold;
+    bool mlp = false, next_flag = false; /* this step's MG_TAPE_MLP, the next step's flag */
     if (cell < cells) {
         /* Cell i after the MLP; its mask m (post AND pre, or pinned, or frozen). */
         const auto mid_alpha = [=](int i) { return (flag[i] ? mid : in)[(size_t)i * C + 3]; };
@@ -80,10 +82,10 @@ k_finish(mg_cuda_step a, mg_cuda_work w, const float *__restrict__ s_in, const f
                    mg_dev_frozen(a.d_freeze, i) == MG_DEV_CELL_FROZEN;
         };
         const bool m = mask(cell);
+        mlp = m && flag[cell];
         keep[threadIdx.x] = (unsigned char)((m ? 1u : 0u) | (flag[cell] ? 2u : 0u));
         if (alive_out)
-            alive_out[base + cell] =
-                (unsigned char)((m ? MG_TAPE_ALIVE : 0u) | (m && flag[cell] ? MG_TAPE_MLP : 0u));
+            alive_out[base + cell] = (unsigned char)((m ? MG_TAPE_ALIVE : 0u) | (mlp ? MG_TAPE_MLP : 0u));
         /* The next step's selection (k_select_forward's) from s_out's alpha,
          * the neighbours' masks recomputed (each from its own 3x3 of s_mid,
          * in the CPU's order of comparisons, so NaN states too give the
@@ -91,10 +93,20 @@ k_finish(mg_cuda_step a, mg_cuda_work w, const float *__restrict__ s_in, const f
         const bool pre_next = mg_alive_by(H, W, cell / W, cell % W, thr,
                                           [=](int i) { return (i == cell ? m : mask(i)) ? mid_alpha(i) : 0.0f; });
         const size_t next = mg_step_half(a, a.step + 1) + base + cell;
+        next_flag = mg_select_cell(a, a.step + 1, b, cell, pre_next);
         w.d_pre[next] = pre_next;
-        w.d_flag[next] = mg_select_cell(a, a.step + 1, b, cell, pre_next);
+        w.d_flag[next] = next_flag;
     }
-    __syncthreads();
+    /* The span's counts of both kinds of flag (k_compact's), at the barrier
+     * that also publishes keep[]; alive_out is the same for the whole block. */
+    const int next_set = __syncthreads_count(next_flag);
+    const int mlp_set = alive_out ? __syncthreads_count(mlp) : 0;
+    if (threadIdx.x == 0) {
+        const size_t span = (size_t)b * mg_cuda_spans(cells) + blockIdx.x;
+        w.d_flag_count[mg_span_half(a, a.step + 1) + span] = next_set;
+        if (alive_out)
+            mlp_count_out[span] = mlp_set;
+    }
     /* s_out = m * (s_mid or s_in) for the block's cells, whose rows are one
      * contiguous span: consecutive threads on consecutive elements (a
      * thread per cell copying its own row made each warp access touch 32
@@ -135,7 +147,7 @@ extern "C" cudaError_t mg_cuda_mlp_configure(size_t bytes, int tf32)
 }
 
 extern "C" cudaError_t mg_cuda_step_forward(const mg_cuda_step *a, const mg_cuda_work *w, const float *d_s_in,
-                                            float *d_s_mid, float *d_s_out, unsigned char *d_alive_out, int first,
+                                            float *d_s_mid, float *d_s_out, mg_cuda_tape_step tape, int first,
                                             cudaStream_t stream)
 {
     if (first)
@@ -147,8 +159,7 @@ extern "C" cudaError_t mg_cuda_step_forward(const mg_cuda_step *a, const mg_cuda
         const size_t smem = mg_cuda_mlp_smem_bytes(a->channels, a->hidden, 0);
         k_mlp_forward<<<dim3(MG_CUDA_GROUPS, (unsigned)a->n), MG_CUDA_THREADS, smem, stream>>>(*a, *w, d_s_in, d_s_mid);
     }
-    const int cells = a->height * a->width;
-    const dim3 grid((unsigned)((cells + FINISH_THREADS - 1) / FINISH_THREADS), (unsigned)a->n);
-    k_finish<<<grid, FINISH_THREADS, 0, stream>>>(*a, *w, d_s_in, d_s_mid, d_s_out, d_alive_out);
+    const dim3 grid((unsigned)mg_cuda_spans(a->height * a->width), (unsigned)a->n);
+    k_finish<<<grid, FINISH_THREADS, 0, stream>>>(*a, *w, d_s_in, d_s_mid, d_s_out, tape.d_alive, tape.d_mlp_count);
     return cudaGetLastError();
 }

@@ -9,7 +9,7 @@
  * (forward), of the tape's MG_TAPE_MLP bits (backward). */
 void mg_cuda_select_forward(const mg_cuda_step *a, const mg_cuda_work *w, const float *d_s_in, cudaStream_t stream);
 void mg_cuda_compact_forward(const mg_cuda_step *a, const mg_cuda_work *w, cudaStream_t stream);
-cudaError_t mg_cuda_select_backward(const mg_cuda_step *a, const mg_cuda_work *w, const unsigned char *d_alive,
+cudaError_t mg_cuda_select_backward(const mg_cuda_step *a, const mg_cuda_work *w, mg_cuda_tape_step tape,
                                     cudaStream_t stream);
 
 /* step_tf32.cu: the MLP kernels on tensor cores (run.matmul = tf32). */

@@ -12,28 +12,36 @@
 #include "nca_device.cuh"
 #include "philox.cuh"
 
-#define SELECT_THREADS 256
+/* A block per span of cells, so that it counts its span's flags. */
+#define SELECT_THREADS MG_CUDA_SPAN_CELLS
 /* 512 threads of 16 cells: at 1024 threads (launch bounds' cap of 64
  * registers) the 64-bit scan below spilled to local memory. */
 #define COMPACT_THREADS 512
 #define COMPACT_ITEMS 16
 #define COMPACT_CHUNK (COMPACT_THREADS * COMPACT_ITEMS)
+static_assert(COMPACT_CHUNK % MG_CUDA_SPAN_CELLS == 0, "a chunk starts where a span does");
 
 /* Forward, the first step of a rollout or recomputed segment (later steps
  * are selected by the previous step's k_finish): pre-update alive mask and
- * MLP flag (mg_select_cell), into the step's half of d_pre and d_flag. */
+ * MLP flag (mg_select_cell), into the step's half of d_pre and d_flag, and
+ * the span's count of flags into d_flag_count. */
 __global__ void __launch_bounds__(SELECT_THREADS)
 k_select_forward(mg_cuda_step a, mg_cuda_work w, const float *__restrict__ s_in)
 {
     const int cells = a.height * a.width, C = a.channels, b = blockIdx.y;
-    const int cell = blockIdx.x * blockDim.x + threadIdx.x;
-    if (cell >= cells)
-        return;
-    const float *s = s_in + (size_t)b * cells * C;
-    const bool pre = mg_alive_at(s, a.height, a.width, C, cell / a.width, cell % a.width, a.alive_threshold);
-    const size_t at = mg_step_half(a, a.step) + (size_t)b * cells + cell;
-    w.d_pre[at] = pre;
-    w.d_flag[at] = mg_select_cell(a, a.step, b, cell, pre);
+    const int cell = blockIdx.x * SELECT_THREADS + threadIdx.x;
+    bool flag = false;
+    if (cell < cells) {
+        const float *s = s_in + (size_t)b * cells * C;
+        const bool pre = mg_alive_at(s, a.height, a.width, C, cell / a.width, cell % a.width, a.alive_threshold);
+        const size_t at = mg_step_half(a, a.step) + (size_t)b * cells + cell;
+        flag = mg_select_cell(a, a.step, b, cell, pre);
+        w.d_pre[at] = pre;
+        w.d_flag[at] = flag;
+    }
+    const int set = __syncthreads_count(flag);
+    if (threadIdx.x == 0)
+        w.d_flag_count[mg_span_half(a, a.step) + (size_t)b * mg_cuda_spans(cells) + blockIdx.x] = set;
 }
 
 /* Bit j set iff cell at + j (< cells) has `bit` in its flag byte, for the
@@ -66,14 +74,16 @@ __device__ __forceinline__ unsigned compact_bits(const unsigned char *__restrict
  * chunk of cells [x * CHUNK, (x + 1) * CHUNK) of sample blockIdx.y, each
  * thread COMPACT_ITEMS consecutive cells, so one block scan covers a whole
  * 72x72 grid (8192 cells). Where to write comes from the number of flagged
- * cells in the earlier chunks, which the block counts itself (at most a few
- * tens of KB of flags, L2-resident) rather than waiting for the blocks
- * before it: the 8 chunks of a 256x256 sample run side by side instead of
- * one after another, on a path every step waits for, and the list is still
- * a pure function of the flags. */
+ * cells in the earlier chunks, which the block adds up from the counts per
+ * span of cells (span_counts [n][spans], written by the kernels that wrote
+ * the flags) rather than waiting for the blocks before it: the chunks of a
+ * sample run side by side, each reading CHUNK / SPAN counts per earlier
+ * chunk (before the counts, each block read every earlier flag again,
+ * O(chunks^2) flag bytes: 5.4 GB per sample at 3072x3072), and the list is
+ * still a pure function of the flags. */
 __global__ void __launch_bounds__(COMPACT_THREADS)
-k_compact(int cells, const unsigned char *__restrict__ flags, unsigned bit, int *__restrict__ active,
-          int *__restrict__ count_out)
+k_compact(int cells, const unsigned char *__restrict__ flags, unsigned bit, const int *__restrict__ span_counts,
+          int *__restrict__ active, int *__restrict__ count_out)
 {
     /* One scan of (before << 32 | count): the low half of the prefix is the
      * thread's place in the chunk, the high half of the aggregate the count
@@ -83,12 +93,12 @@ k_compact(int cells, const unsigned char *__restrict__ flags, unsigned bit, int 
     __shared__ typename Scan::TempStorage scan_tmp;
     const int b = blockIdx.y, first = (int)blockIdx.x * COMPACT_CHUNK;
     const unsigned char *flag = flags + (size_t)b * cells;
+    const int *counts = span_counts + (size_t)b * mg_cuda_spans(cells);
     const bool aligned = ((uintptr_t)flag & 15u) == 0; /* the same for the whole block */
     const int mine = first + (int)threadIdx.x * COMPACT_ITEMS;
-    unsigned before = 0; /* this thread's share of the earlier chunks: all full */
-#pragma unroll 4 /* several chunks' loads in flight at once */
-    for (int at = (int)threadIdx.x * COMPACT_ITEMS; at < first; at += COMPACT_CHUNK)
-        before += (unsigned)__popc(compact_bits(flag, at, cells, bit, aligned));
+    unsigned before = 0; /* this thread's share of the earlier chunks' spans, all full */
+    for (int span = (int)threadIdx.x; span < first / MG_CUDA_SPAN_CELLS; span += COMPACT_THREADS)
+        before += (unsigned)counts[span];
     const unsigned bits = compact_bits(flag, mine, cells, bit, aligned); /* bit j: cell mine + j */
     unsigned long long pos, total;
     Scan(scan_tmp).ExclusiveSum((unsigned long long)before << 32 | (unsigned)__popc(bits), pos, total);
@@ -109,38 +119,34 @@ __global__ void k_fire_mask(uint64_t seed, uint32_t iteration, uint32_t sample, 
         fire[cell] = mg_fires(seed, iteration, sample, step, threshold, (uint32_t)cell);
 }
 
-static dim3 cell_grid(const mg_cuda_step *a)
-{
-    const int cells = a->height * a->width;
-    return dim3((unsigned)((cells + SELECT_THREADS - 1) / SELECT_THREADS), (unsigned)a->n);
-}
-
 /* Internal to the step launchers (step_forward.cu, step_backward.cu). */
 void mg_cuda_select_forward(const mg_cuda_step *a, const mg_cuda_work *w, const float *d_s_in, cudaStream_t stream)
 {
-    k_select_forward<<<cell_grid(a), SELECT_THREADS, 0, stream>>>(*a, *w, d_s_in);
+    const dim3 grid((unsigned)mg_cuda_spans(a->height * a->width), (unsigned)a->n);
+    k_select_forward<<<grid, SELECT_THREADS, 0, stream>>>(*a, *w, d_s_in);
 }
 
-extern "C" cudaError_t mg_cuda_compact(int n, int cells, const unsigned char *d_flags, unsigned bit, int *d_active,
-                                       int *d_count, cudaStream_t stream)
+extern "C" cudaError_t mg_cuda_compact(int n, int cells, const unsigned char *d_flags, unsigned bit,
+                                       const int *d_span_counts, int *d_active, int *d_count, cudaStream_t stream)
 {
     if (n <= 0 || cells <= 0)
         return cudaSuccess;
     const dim3 grid((unsigned)((cells + COMPACT_CHUNK - 1) / COMPACT_CHUNK), (unsigned)n);
-    k_compact<<<grid, COMPACT_THREADS, 0, stream>>>(cells, d_flags, bit, d_active, d_count);
+    k_compact<<<grid, COMPACT_THREADS, 0, stream>>>(cells, d_flags, bit, d_span_counts, d_active, d_count);
     return cudaGetLastError();
 }
 
 void mg_cuda_compact_forward(const mg_cuda_step *a, const mg_cuda_work *w, cudaStream_t stream)
 {
-    mg_cuda_compact(a->n, a->height * a->width, w->d_flag + mg_step_half(*a, a->step), 1u, w->d_active, w->d_count,
-                    stream);
+    mg_cuda_compact(a->n, a->height * a->width, w->d_flag + mg_step_half(*a, a->step), 1u,
+                    w->d_flag_count + mg_span_half(*a, a->step), w->d_active, w->d_count, stream);
 }
 
-cudaError_t mg_cuda_select_backward(const mg_cuda_step *a, const mg_cuda_work *w, const unsigned char *d_alive,
+cudaError_t mg_cuda_select_backward(const mg_cuda_step *a, const mg_cuda_work *w, mg_cuda_tape_step tape,
                                     cudaStream_t stream)
 {
-    return mg_cuda_compact(a->n, a->height * a->width, d_alive, MG_TAPE_MLP, w->d_active, w->d_count, stream);
+    return mg_cuda_compact(a->n, a->height * a->width, tape.d_alive, MG_TAPE_MLP, tape.d_mlp_count, w->d_active,
+                           w->d_count, stream);
 }
 
 extern "C" cudaError_t mg_cuda_fire_mask(uint64_t seed, uint32_t iteration, uint32_t sample, uint32_t step,

@@ -492,9 +492,10 @@ static void test_fire_masks(void **state)
 /* The list of flagged cells (mg_cuda_compact) equals a host scan, for cell
  * counts around the kernel's chunk of 8192 cells and several chunks with a
  * partial last one; per sample the flags are random, none, all and sparse,
- * other bits of the byte set at random (only `bit` may count). The outputs
- * are poisoned (-1) before each call, so a count or an entry not written, or
- * an entry written at another place, fails. */
+ * other bits of the byte set at random (only `bit` may count). Each span's
+ * count of flags is counted here, as the step kernels count theirs. The
+ * outputs are poisoned (-1) before each call, so a count or an entry not
+ * written, or an entry written at another place, fails. */
 static void test_compact(void **state)
 {
     (void)state;
@@ -504,11 +505,14 @@ static void test_compact(void **state)
     const int most = 3 * 8192 + 77;
     unsigned char *flags = malloc((size_t)N * most), *d_flags = NULL;
     int *active = malloc(sizeof(int) * N * most), *want = malloc(sizeof(int) * most), count[N];
-    int *d_active = NULL, *d_count = NULL;
+    const int most_spans = mg_cuda_spans(most);
+    int *spans = malloc(sizeof(int) * N * most_spans), *d_spans = NULL, *d_active = NULL, *d_count = NULL;
     assert_non_null(flags);
     assert_non_null(active);
     assert_non_null(want);
+    assert_non_null(spans);
     assert_int_equal(cudaMalloc((void **)&d_flags, (size_t)N * most), cudaSuccess);
+    assert_int_equal(cudaMalloc((void **)&d_spans, sizeof(int) * N * most_spans), cudaSuccess);
     assert_int_equal(cudaMalloc((void **)&d_active, sizeof(int) * N * most), cudaSuccess);
     assert_int_equal(cudaMalloc((void **)&d_count, sizeof(int) * N), cudaSuccess);
     for (size_t z = 0; z < sizeof sizes / sizeof sizes[0]; z++) {
@@ -524,11 +528,18 @@ static void test_compact(void **state)
             }
         assert_int_equal(cudaMemcpy(d_flags, flags, (size_t)N * cells, cudaMemcpyHostToDevice), cudaSuccess);
         for (unsigned bit = 1; bit <= 2; bit++) {
+            const int n_spans = mg_cuda_spans(cells);
+            memset(spans, 0, sizeof(int) * N * n_spans);
+            for (int b = 0; b < N; b++)
+                for (int c = 0; c < cells; c++)
+                    spans[b * n_spans + c / MG_CUDA_SPAN_CELLS] += (flags[(size_t)b * cells + c] & bit) != 0;
+            assert_int_equal(cudaMemcpy(d_spans, spans, sizeof(int) * N * n_spans, cudaMemcpyHostToDevice),
+                             cudaSuccess);
             memset(active, 0xFF, sizeof(int) * N * most);
             memset(count, 0xFF, sizeof count);
             assert_int_equal(cudaMemcpy(d_active, active, sizeof(int) * N * most, cudaMemcpyHostToDevice), cudaSuccess);
             assert_int_equal(cudaMemcpy(d_count, count, sizeof count, cudaMemcpyHostToDevice), cudaSuccess);
-            assert_int_equal(mg_cuda_compact(N, cells, d_flags, bit, d_active, d_count, 0), cudaSuccess);
+            assert_int_equal(mg_cuda_compact(N, cells, d_flags, bit, d_spans, d_active, d_count, 0), cudaSuccess);
             assert_int_equal(cudaDeviceSynchronize(), cudaSuccess);
             assert_int_equal(cudaMemcpy(count, d_count, sizeof count, cudaMemcpyDeviceToHost), cudaSuccess);
             assert_int_equal(cudaMemcpy(active, d_active, sizeof(int) * N * cells, cudaMemcpyDeviceToHost),
@@ -543,8 +554,8 @@ static void test_compact(void **state)
             }
         }
     }
-    cudaFree(d_flags), cudaFree(d_active), cudaFree(d_count);
-    free(flags), free(active), free(want);
+    cudaFree(d_flags), cudaFree(d_spans), cudaFree(d_active), cudaFree(d_count);
+    free(flags), free(spans), free(active), free(want);
 }
 
 /* A model whose shared-memory tiles exceed the GPU is refused with one line. */

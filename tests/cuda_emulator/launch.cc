@@ -58,6 +58,8 @@ struct gpu_thread {
     thread_state state;
     const char *file; /* the barrier it waits at */
     int line;
+    int predicate;    /* its __syncthreads_count predicate (0 at __syncthreads) */
+    int count;        /* what the barrier it passed last returned: the block's count */
 };
 
 struct kernel_info {
@@ -173,8 +175,13 @@ void run_block(unsigned nt)
                         (unsigned)(exited - threads.data()), (unsigned)(waiting - threads.data()), waiting->file,
                         waiting->line);
         stats.barriers++;
+        int count = 0;
         for (unsigned t = 0; t < nt; t++)
+            count += threads[t].predicate != 0;
+        for (unsigned t = 0; t < nt; t++) {
             threads[t].state = thread_state::running;
+            threads[t].count = count;
+        }
     }
 }
 
@@ -308,12 +315,17 @@ void cuemu_static_shared(void *object, size_t bytes)
     memset(object, 0xFF, bytes);
 }
 
-void cuemu_syncthreads(const char *file, int line)
+int cuemu_syncthreads_count(int predicate, const char *file, int line)
 {
     if (!current)
         cuemu_fatal("__syncthreads outside a kernel");
-    current->state = thread_state::at_barrier;
-    current->file = file;
-    current->line = line;
-    cuemu_fiber_yield(&current->fiber);
+    gpu_thread *me = current; /* `current` names another thread while this one waits */
+    me->state = thread_state::at_barrier;
+    me->file = file;
+    me->line = line;
+    me->predicate = predicate;
+    cuemu_fiber_yield(&me->fiber);
+    return me->count;
 }
+
+void cuemu_syncthreads(const char *file, int line) { (void)cuemu_syncthreads_count(0, file, line); }

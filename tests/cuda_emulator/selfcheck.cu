@@ -50,6 +50,16 @@ __global__ void k_read_unwritten(float *out)
         out[0] = dyn[1000].y;
 }
 
+/* Two counting barriers in a row, with other predicates: every thread must
+ * get each barrier's own count (the second must not see the first's). */
+__global__ void __launch_bounds__(THREADS) k_sync_count(int *out)
+{
+    const int t = (int)threadIdx.x;
+    const int thirds = __syncthreads_count(t % 3 == 0 ? 7 : 0);
+    const int high = __syncthreads_count(t >= 200);
+    out[t] = thirds * 1000 + high;
+}
+
 __global__ void k_divergent_barrier(int *out)
 {
     if (threadIdx.x < 32)
@@ -170,6 +180,18 @@ int main(void)
         race_seen |= memcmp(got, expect, sizeof got) != 0;
     }
     check(race_seen, "a missing barrier gives a wrong sum in at least one order");
+
+    for (const char *order : {"forward", "reverse", "shuffled"}) {
+        cuemu_set_order(order, 11);
+        int counts[THREADS];
+        k_sync_count<<<1, THREADS>>>(flags);
+        cudaMemcpy(counts, flags, sizeof counts, cudaMemcpyDeviceToHost);
+        bool all = cudaGetLastError() == cudaSuccess;
+        for (int t = 0; t < THREADS; t++)
+            all &= counts[t] == (THREADS + 2) / 3 * 1000 + (THREADS - 200);
+        check(all, (std::string("__syncthreads_count gives each barrier's count to every thread, order ") + order)
+                       .c_str());
+    }
 
     k_block_sum<<<1, 2 * THREADS>>>(in, out, 1);
     check(cudaGetLastError() == cudaErrorLaunchOutOfResources, "more threads than __launch_bounds__ refused");

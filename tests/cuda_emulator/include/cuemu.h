@@ -71,6 +71,10 @@ static inline unsigned int __umulhi(unsigned int a, unsigned int b)
  * the emulator stops with an error. */
 void cuemu_syncthreads(const char *file, int line);
 #define __syncthreads() cuemu_syncthreads(__FILE__, __LINE__)
+/* The same barrier, returning the number of the block's threads whose
+ * predicate is non-zero (to every thread). */
+int cuemu_syncthreads_count(int predicate, const char *file, int line);
+#define __syncthreads_count(predicate) cuemu_syncthreads_count((predicate), __FILE__, __LINE__)
 
 /* `extern __shared__ T name[];` becomes `T *name = (T *)cuemu_dynamic_shared();`:
  * the launch's dynamic shared memory, fresh for each block and filled with

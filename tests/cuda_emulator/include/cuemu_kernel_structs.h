@@ -21,6 +21,7 @@ static inline void cuemu_pointer_fields(const mg_cuda_work &w, const cuemu_field
 {
     visit("d_pre", w.d_pre);
     visit("d_flag", w.d_flag);
+    visit("d_flag_count", w.d_flag_count);
     visit("d_active", w.d_active);
     visit("d_count", w.d_count);
     visit("d_gp", w.d_gp);
@@ -30,7 +31,7 @@ static inline void cuemu_pointer_fields(const mg_cuda_work &w, const cuemu_field
 /* A field added to either struct changes its size and stops the build here,
  * so that a new pointer field cannot go unchecked: add it above (if it is a
  * device pointer), then update the size. */
-static_assert(sizeof(mg_cuda_work) == 6 * sizeof(void *), "mg_cuda_work changed: update cuemu_pointer_fields");
+static_assert(sizeof(mg_cuda_work) == 7 * sizeof(void *), "mg_cuda_work changed: update cuemu_pointer_fields");
 static_assert(sizeof(mg_cuda_step) == 88, "mg_cuda_step changed: update cuemu_pointer_fields");
 
 #endif
