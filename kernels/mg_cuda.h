@@ -135,9 +135,10 @@ cudaError_t mg_cuda_loss(int n, int cells, int channels, const float *d_s, const
 
 /* d_active[b][0..d_count[b]) = the cells c of sample b (ascending) whose
  * d_flags[b][c] has bit `bit` set, for b < n: the list the MLP kernels
- * work through. d_span_counts[b][r] [n][mg_cuda_spans(cells)] must be
- * the number of such cells among cells r * MG_CUDA_SPAN_CELLS onwards
- * (MG_CUDA_SPAN_CELLS of them, fewer in the last span). For the tests; the
+ * work through. d_span_counts [n][mg_cuda_spans(cells)] must hold, for
+ * each sample b and span r, the number of such cells among the span's
+ * cells r * MG_CUDA_SPAN_CELLS .. (r + 1) * MG_CUDA_SPAN_CELLS - 1 (fewer
+ * in the last span); other counts give another list. For the tests; the
  * step launchers call it. */
 cudaError_t mg_cuda_compact(int n, int cells, const unsigned char *d_flags, unsigned bit, const int *d_span_counts,
                             int *d_active, int *d_count, cudaStream_t stream);
