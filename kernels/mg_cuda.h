@@ -26,6 +26,16 @@ extern "C" {
 #define MG_CUDA_THREADS 256
 #define MG_CUDA_GROUPS 32
 
+/* Parameters of the model (w1 [3C][H] | b1 [H] | w2 [H][C]): the length of
+ * each sample's gradient and of a block's d_partial slice. */
+#ifdef __CUDACC__
+__host__ __device__
+#endif
+static inline size_t mg_cuda_n_params(int channels, int hidden)
+{
+    return (size_t)3 * channels * hidden + (size_t)hidden + (size_t)hidden * channels;
+}
+
 /* What one batched step needs besides the states. */
 typedef struct mg_cuda_step {
     int n;                          /* samples */

@@ -37,7 +37,7 @@ __device__ __forceinline__ void mg_mlp_backward(const mg_cuda_step &a, const mg_
     if ((int)blockIdx.x >= tiles)
         return;
     mg_stage_weights(L, a.d_params, sm);
-    const size_t n_params = (size_t)K * H + H + (size_t)H * C;
+    const size_t n_params = mg_cuda_n_params(C, H);
     float *part = w.d_partial + ((size_t)b * MG_CUDA_GROUPS + blockIdx.x) * n_params;
     /* The copy is read by the threads that own its elements only after
      * mg_begin_tile's barriers. L.total is a multiple of 4 floats, so rows
@@ -234,7 +234,7 @@ __global__ void __launch_bounds__(256) k_reduce_partials(int n_params, const flo
 
 static size_t mg_cuda_partials_bytes(int channels, int hidden)
 {
-    return sizeof(float) * ((size_t)3 * channels * hidden + hidden + (size_t)hidden * channels);
+    return sizeof(float) * mg_cuda_n_params(channels, hidden);
 }
 
 extern "C" int mg_cuda_fma_keeps_partials(int channels, int hidden, int smem_optin)
@@ -281,7 +281,7 @@ extern "C" cudaError_t mg_cuda_step_backward(const mg_cuda_step *a, const mg_cud
 extern "C" cudaError_t mg_cuda_reduce_partials(const mg_cuda_step *a, const mg_cuda_work *w, float *d_grads,
                                                cudaStream_t stream)
 {
-    const int C = a->channels, H = a->hidden, P = 3 * C * H + H + H * C;
+    const int P = (int)mg_cuda_n_params(a->channels, a->hidden);
     k_reduce_partials<<<dim3((unsigned)((P + 255) / 256), (unsigned)a->n), 256, 0, stream>>>(P, w->d_partial,
                                                                                           d_grads);
     return cudaGetLastError();

@@ -12,8 +12,9 @@
  * 3. k_finish: post-update alive mask, m = pre AND post (or pinned, or
  *    frozen), s_out = m * s_mid, and m with the backward's MLP flag onto the
  *    tape (MG_TAPE_*); then the next step's selection from s_out, so that it
- *    needs no pass of its own; and both flags' counts per span of cells. s_mid is what the MLP wrote for flagged cells
- *    and s_in for the others (no copy-through pass either). */
+ *    needs no pass of its own; and both flags' counts per span of cells.
+ *    s_mid is what the MLP wrote for flagged cells and s_in for the others
+ *    (no copy-through pass either). */
 #include "nca_device.cuh"
 #include "step_internal.cuh"
 

@@ -379,7 +379,7 @@ __device__ __forceinline__ void mg_tc_backward(const mg_cuda_step &a, const mg_c
     if ((int)blockIdx.x >= tiles)
         return;
     mg_tc_stage(L, a.d_params, sm);
-    const size_t n_params = (size_t)K * H + H + (size_t)H * C;
+    const size_t n_params = mg_cuda_n_params(C, H);
     float *part = w.d_partial + ((size_t)b * MG_CUDA_GROUPS + blockIdx.x) * n_params;
     float *gb1 = part + (size_t)K * H;
     const float *s = s_in + (size_t)b * cells * C;
