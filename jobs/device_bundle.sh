@@ -12,14 +12,15 @@ build=${1:-build-bundle-obj}
 out="build-bundle" # quoted: unquoted, shellcheck reads the dash as arithmetic (SC2100)
 cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Release -DMORPHOGEN_CUDA=ON -DMORPHOGEN_CUDA_ARCHITECTURES=90 \
     -DMORPHOGEN_PORTABLE=ON >/dev/null
-cmake --build "$build" -j"${MG_BUILD_JOBS:-$(nproc)}" --target morphogen test_cuda_parity test_cuda_train >/dev/null
+gpu_tests=(test_cuda_parity test_cuda_train test_cuda_nccl)
+cmake --build "$build" -j"${MG_BUILD_JOBS:-$(nproc)}" --target morphogen "${gpu_tests[@]}" >/dev/null
 rm -rf "$out"
 mkdir -p "$out/lib"
-cp "$build/morphogen" "$build/tests/test_cuda_parity" "$build/tests/test_cuda_train" "$out/"
+cp "$build/morphogen" "${gpu_tests[@]/#/$build/tests/}" "$out/"
 # Every library ldd resolves, minus glibc's own (the GPU machine's glibc must
 # be at least as new as this one's, 2.36).
 glibc='(libc|libm|libpthread|libdl|librt|ld-linux-x86-64)\.so'
-for bin in "$out/morphogen" "$out/test_cuda_parity" "$out/test_cuda_train"; do
+for bin in "$out/morphogen" "${gpu_tests[@]/#/$out/}"; do
     ldd "$bin" | awk '/=> \// {print $3}'
 done | sort -u | grep -vE "/$glibc" | while read -r lib; do
     cp -L "$lib" "$out/lib/"

@@ -4,7 +4,9 @@
 #      a prebuilt bundle (jobs/device_bundle.sh) when the build cannot run here;
 #   2. runs the GPU tests (test_cuda_parity: CPU/GPU parity of rollouts and
 #      gradients, determinism, fire masks; test_cuda_train: the training
-#      operations on the device against the CPU's) and the cuda command-line
+#      operations on the device against the CPU's; test_cuda_nccl: a real
+#      NCCL communicator of one rank and its in-place all-gather, through
+#      morphogen's loader) and the cuda command-line
 #      test, then compute-sanitizer's memcheck, racecheck, synccheck and
 #      initcheck over small cases of them (at most 60 s); then the same
 #      short cuda training on 1 rank and on 2 ranks sharing the GPU (through
@@ -31,6 +33,9 @@
 #                            DIR/mpirun (from jobs/device_bundle.sh) instead
 #                            of building
 #      MG_PYTHON             Python with torch (default python3)
+#      MORPHOGEN_NCCL        the NCCL library for test_cuda_nccl (default:
+#                            PyTorch's, from the nvidia-nccl wheel, else
+#                            libnccl.so.2 on the loader's path)
 #      MG_GROW_ITERS         training iterations that grow the pool (default 300)
 #      MG_BENCH_ITERS        timed iterations per round (default 6)
 #      MG_BENCH_WARMUP       untimed iterations before them (default 100)
@@ -82,7 +87,7 @@ gpu=$(tmo 15 nvidia-smi --query-gpu=name,memory.total,driver_version --format=cs
 echo "device_check: $(date -u +%Y-%m-%dT%H:%MZ), GPU: $gpu"
 
 # ---- 1. build (or bundle) ----
-morphogen="" gpu_tests=(test_cuda_parity test_cuda_train) tests_dir=""
+morphogen="" gpu_tests=(test_cuda_parity test_cuda_train test_cuda_nccl) tests_dir=""
 if [ -n "$bundle" ]; then
     # The bundle's libraries are given to its two programs only, through
     # wrappers: exported for the whole script, its libstdc++, libz or libpng
@@ -92,7 +97,8 @@ if [ -n "$bundle" ]; then
             "$bundle" "$bundle" "$prog" >"$work/$prog"
         chmod +x "$work/$prog"
     done
-    if [ -x "$bundle/morphogen" ] && [ -x "$bundle/test_cuda_parity" ] && [ -x "$bundle/test_cuda_train" ]; then
+    if [ -x "$bundle/morphogen" ] && [ -x "$bundle/test_cuda_parity" ] && [ -x "$bundle/test_cuda_train" ] &&
+        [ -x "$bundle/test_cuda_nccl" ]; then
         morphogen="$work/morphogen" tests_dir="$work"
         row build "bundle" "$bundle, built elsewhere"
     else
@@ -113,13 +119,36 @@ else
 fi
 
 # ---- 2. GPU tests ----
+# The NCCL that test_cuda_nccl loads: the GPU machine has one in PyTorch's
+# nvidia-nccl wheel, which is not on the loader's path.
+nccl=${MORPHOGEN_NCCL:-} nccl_from="MORPHOGEN_NCCL"
+if [ -z "$nccl" ]; then
+    read -r nccl nccl_from < <(tmo 20 "$python" - 2>/dev/null <<'PY'
+import os, importlib.metadata as md
+import nvidia.nccl
+for folder in nvidia.nccl.__path__:
+    lib = os.path.join(folder, "lib", "libnccl.so.2")
+    if os.path.exists(lib):
+        for name in ("nvidia-nccl-cu13", "nvidia-nccl-cu12"):
+            try:
+                print(lib, "PyTorch's %s %s" % (name, md.version(name)))
+                break
+            except md.PackageNotFoundError:
+                pass
+        else:
+            print(lib, "PyTorch's nvidia.nccl")
+        break
+PY
+)
+    [ -n "$nccl" ] || nccl=libnccl.so.2 nccl_from="the loader's path"
+fi
 if [ -n "$morphogen" ]; then
     for t in "${gpu_tests[@]}"; do
-        limit=90 # the parity test's largest case is the Distill grid; the training test is small
-        [ "$t" = test_cuda_train ] && limit=30
+        limit=90 # the parity test's largest case is the Distill grid; the others are small
+        [ "$t" != test_cuda_parity ] && limit=30
         # MG_PARITY_REPORT: every comparison's measured difference, for the
         # tf32 row below.
-        if MG_PARITY_REPORT=1 tmo "$limit" "$tests_dir/$t" >"$work/$t.log" 2>&1; then
+        if MG_PARITY_REPORT=1 MORPHOGEN_NCCL="$nccl" tmo "$limit" "$tests_dir/$t" >"$work/$t.log" 2>&1; then
             if grep -q SKIPPED "$work/$t.log"; then
                 row "$t" "SKIPPED" "$(grep -m1 'skipped' "$work/$t.log")"
             else
@@ -132,6 +161,7 @@ if [ -n "$morphogen" ]; then
             grep -q SKIPPED "$work/$t.log" || device_ok=1
         fi
     done
+    [ -f "$work/test_cuda_nccl.log" ] && row "NCCL in test_cuda_nccl" "$nccl" "$nccl_from"
     # How far TF32 (run.matmul = tf32) lands from the fp32 CPU reference on
     # this GPU: the largest measured ratios of the parity test's tf32 cases,
     # against the tolerances the emulator's measurements set (states 5e-3,

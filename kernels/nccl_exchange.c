@@ -1,8 +1,6 @@
-/* NCCL through dlopen (see nccl_exchange.h). The few declarations below are
- * NCCL's C ABI, stable across NCCL 2.x (nccl.h: ncclUniqueId is 128 bytes,
- * ncclFloat is 7, ncclSuccess is 0); declaring them here rather than
- * including nccl.h keeps this file compilable where only the CUDA emulator
- * exists. */
+/* NCCL through dlopen (see nccl_exchange.h), with the declarations of
+ * nccl_abi.h rather than nccl.h, which keeps this file compilable where only
+ * the CUDA emulator exists. */
 #define _GNU_SOURCE /* RTLD_NODELETE */
 #include <dlfcn.h>
 #include <stdio.h>
@@ -10,27 +8,17 @@
 #include <string.h>
 #include <time.h>
 
+#include "nccl_abi.h"
 #include "nccl_exchange.h"
 
-typedef struct nccl_comm_opaque *nccl_comm_t;
-typedef struct {
-    char internal[128];
-} nccl_unique_id;
-typedef int nccl_result_t;
-enum { NCCL_SUCCESS = 0, NCCL_FLOAT = 7 };
-
+#define MG_NCCL_FIELD(name, field, type) type *field;
 struct mg_nccl {
     void *lib;
-    nccl_comm_t comm;
+    mg_nccl_comm_t comm;
     int rank;
-    nccl_result_t (*get_unique_id)(nccl_unique_id *);
-    nccl_result_t (*comm_init_rank)(nccl_comm_t *, int, nccl_unique_id, int);
-    nccl_result_t (*all_gather)(const void *, void *, size_t, int, nccl_comm_t, cudaStream_t);
-    nccl_result_t (*comm_destroy)(nccl_comm_t);
-    nccl_result_t (*comm_abort)(nccl_comm_t);
-    nccl_result_t (*comm_get_async_error)(nccl_comm_t, nccl_result_t *);
-    const char *(*error_string)(nccl_result_t);
+    MG_NCCL_FUNCTIONS(MG_NCCL_FIELD)
 };
+#undef MG_NCCL_FIELD
 
 /* dlsym into a function pointer without a cast between object and function
  * pointers (the POSIX idiom). */
@@ -46,6 +34,10 @@ static mg_nccl *load(char *why, size_t why_len)
     const char *path = getenv("MORPHOGEN_NCCL");
     if (!path || !*path)
         path = "libnccl.so.2";
+    if (strcmp(path, "none") == 0) {
+        snprintf(why, why_len, "MORPHOGEN_NCCL=none");
+        return NULL;
+    }
     /* Never unmapped: NCCL 2.24+ keeps process-wide threads (RAS) that
      * only its atexit handler stops. */
     void *lib = dlopen(path, RTLD_NOW | RTLD_LOCAL | RTLD_NODELETE);
@@ -62,12 +54,14 @@ static mg_nccl *load(char *why, size_t why_len)
         return NULL;
     }
     x->lib = lib;
-    if (!resolve(lib, "ncclGetUniqueId", &x->get_unique_id) || !resolve(lib, "ncclCommInitRank", &x->comm_init_rank) ||
-        !resolve(lib, "ncclAllGather", &x->all_gather) || !resolve(lib, "ncclCommDestroy", &x->comm_destroy) ||
-        !resolve(lib, "ncclCommAbort", &x->comm_abort) ||
-        !resolve(lib, "ncclCommGetAsyncError", &x->comm_get_async_error) ||
-        !resolve(lib, "ncclGetErrorString", &x->error_string)) {
-        snprintf(why, why_len, "%s is not an NCCL 2 library (a function is missing)", path);
+    const char *missing = NULL;
+#define MG_NCCL_RESOLVE(name, field, type)                                                                            \
+    if (!missing && !resolve(lib, #name, &x->field))                                                                  \
+        missing = #name;
+    MG_NCCL_FUNCTIONS(MG_NCCL_RESOLVE)
+#undef MG_NCCL_RESOLVE
+    if (missing) {
+        snprintf(why, why_len, "%s is not an NCCL 2 library (it lacks %s)", path, missing);
         dlclose(lib);
         free(x);
         return NULL;
@@ -126,11 +120,11 @@ int mg_nccl_create(mg_comm *comm, const char *gpu, mg_nccl **out, char *why, siz
     }
     struct {
         int ok;
-        nccl_unique_id id;
+        mg_nccl_unique_id id;
     } root;
     memset(&root, 0, sizeof root);
     if (comm->rank == 0)
-        root.ok = x->get_unique_id(&root.id) == NCCL_SUCCESS;
+        root.ok = x->get_unique_id(&root.id) == MG_NCCL_SUCCESS;
     mg_comm_bcast_bytes(comm, &root, (int)sizeof root);
     if (!root.ok) {
         snprintf(why, why_len, "ncclGetUniqueId failed on rank 0");
@@ -141,10 +135,12 @@ int mg_nccl_create(mg_comm *comm, const char *gpu, mg_nccl **out, char *why, siz
     /* Collective and blocking: a rank that fails here cannot agree with the
      * others (they wait inside NCCL), so it reports and the caller ends
      * the job (mg_comm_abort). */
-    const nccl_result_t r = x->comm_init_rank(&x->comm, comm->size, root.id, comm->rank);
-    if (r != NCCL_SUCCESS) {
-        mg_fail(err, "cuda backend: creating the NCCL communicator (rank %d of %d): %s", comm->rank, comm->size,
-                x->error_string(r));
+    const mg_nccl_result_t r = x->comm_init_rank(&x->comm, comm->size, root.id, comm->rank);
+    if (r != MG_NCCL_SUCCESS) {
+        mg_fail(err,
+                "cuda backend: creating the NCCL communicator (rank %d of %d): %s; MORPHOGEN_NCCL=none exchanges "
+                "the gradients through MPI instead",
+                comm->rank, comm->size, x->error_string(r));
         x->comm = NULL;
         mg_nccl_destroy(x);
         return -1;
@@ -155,8 +151,8 @@ int mg_nccl_create(mg_comm *comm, const char *gpu, mg_nccl **out, char *why, siz
 
 int mg_nccl_allgather(mg_nccl *x, float *d_buf, size_t count, cudaStream_t stream, mg_error *err)
 {
-    nccl_result_t r = x->all_gather(d_buf + (size_t)x->rank * count, d_buf, count, NCCL_FLOAT, x->comm, stream);
-    if (r != NCCL_SUCCESS)
+    mg_nccl_result_t r = x->all_gather(d_buf + (size_t)x->rank * count, d_buf, count, MG_NCCL_FLOAT, x->comm, stream);
+    if (r != MG_NCCL_SUCCESS)
         return mg_fail(err, "cuda backend: NCCL all-gather of the gradients: %s", x->error_string(r));
     /* Wait for it while watching NCCL's asynchronous errors: a peer or
      * network failure leaves the collective spinning on the GPU, where a
@@ -164,7 +160,7 @@ int mg_nccl_allgather(mg_nccl *x, float *d_buf, size_t count, cudaStream_t strea
     const struct timespec pause = {0, 20000};
     cudaError_t e;
     while ((e = cudaStreamQuery(stream)) == cudaErrorNotReady) {
-        if (x->comm_get_async_error(x->comm, &r) == NCCL_SUCCESS && r != NCCL_SUCCESS) {
+        if (x->comm_get_async_error(x->comm, &r) == MG_NCCL_SUCCESS && r != MG_NCCL_SUCCESS) {
             char text[160];
             snprintf(text, sizeof text, "%s", x->error_string(r));
             x->comm_abort(x->comm);

@@ -18,7 +18,7 @@ typedef struct mg_nccl mg_nccl;
  * have one: no two ranks name the same GPU (`gpu`: this rank's GPU, unique
  * in the job, such as host name and PCI bus id) and NCCL loads on every
  * rank (MORPHOGEN_NCCL names the library, by default libnccl.so.2 on the
- * loader's path). Otherwise *out is NULL with the reason in why[why_len],
+ * loader's path; "none" loads nothing). Otherwise *out is NULL with the reason in why[why_len],
  * the same decision on every rank, and the caller exchanges through MPI.
  * A failure after that decision is an error (-1 with err filled). */
 int mg_nccl_create(mg_comm *comm, const char *gpu, mg_nccl **out, char *why, size_t why_len, mg_error *err);
