@@ -250,7 +250,7 @@ extern "C" cudaError_t cudaFuncSetAttribute(const void *func, enum cudaFuncAttri
     return cudaSuccess;
 }
 
-void cuemu_launch(const cuemu_launch_config &c, void (*thread_body)(void *), void *ctx)
+bool cuemu_launch_accepted(const cuemu_launch_config &c)
 {
     if (launching)
         cuemu_fatal("kernel %s launched from inside a kernel (dynamic parallelism is not emulated)", c.name);
@@ -263,8 +263,15 @@ void cuemu_launch(const cuemu_launch_config &c, void (*thread_body)(void *), voi
                         "of dynamic shared memory\n",
                 c.name, why, c.grid.x, c.grid.y, c.grid.z, c.block.x, c.block.y, c.block.z, c.dynamic_smem);
         cuemu_set_error(error);
-        return;
+        return false;
     }
+    return true;
+}
+
+void cuemu_launch(const cuemu_launch_config &c, void (*thread_body)(void *), void *ctx)
+{
+    if (!cuemu_launch_accepted(c))
+        return;
     const unsigned nt = c.block.x * c.block.y * c.block.z;
     while (threads.size() < nt) {
         threads.emplace_back();

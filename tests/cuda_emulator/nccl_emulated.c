@@ -3,10 +3,12 @@
  * host memory (emulated device memory is host memory). Built as a shared
  * library that a test names in MORPHOGEN_NCCL, so that morphogen's NCCL path
  * (dlopen, the unique id's broadcast, communicator creation, the in-place
- * all-gather in rank order) runs without GPUs. A process that never started
- * MPI (a plain test) is a job of one rank. It says on stderr, once per
- * process, that it is an emulation. Real NCCL needs one GPU per rank, which
- * no machine here has. */
+ * all-gather in rank order) runs without GPUs. The all-gather runs in its
+ * stream's order, as a host function of the emulator's runtime, which the
+ * executable exports to this library. A process that never started MPI (a
+ * plain test) is a job of one rank. It says on stderr, once per process,
+ * that it is an emulation. Real NCCL needs one GPU per rank, which no
+ * machine here has. */
 #include <mpi.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,6 +19,7 @@
 struct ncclComm {
     MPI_Comm comm; /* MPI_COMM_NULL: one rank without MPI */
     int rank, size;
+    mg_nccl_result_t async_error; /* of a collective that ran on its stream */
 };
 
 /* Each function below has the type nccl_abi.h gives it. */
@@ -57,10 +60,27 @@ mg_nccl_result_t ncclCommInitRank(mg_nccl_comm_t *comm, int nranks, mg_nccl_uniq
     return MG_NCCL_SUCCESS;
 }
 
+struct all_gather {
+    mg_nccl_comm_t comm;
+    float *recv;
+    int count;
+};
+
+/* In the stream's order, as NCCL's kernel runs: the gradients the stream
+ * computed before it are there, and what the stream does after it sees the
+ * gathered result. A failure shows in ncclCommGetAsyncError. */
+static void all_gather_on_stream(void *arg)
+{
+    struct all_gather *g = arg;
+    if (MPI_Allgather(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, g->recv, g->count, MPI_FLOAT, g->comm->comm) !=
+        MPI_SUCCESS)
+        g->comm->async_error = MG_NCCL_INVALID_ARGUMENT;
+    free(g);
+}
+
 mg_nccl_result_t ncclAllGather(const void *sendbuff, void *recvbuff, size_t sendcount, mg_nccl_data_type_t datatype,
                                mg_nccl_comm_t comm, cudaStream_t stream)
 {
-    (void)stream; /* the emulator runs everything when it is called */
     if (datatype != MG_NCCL_FLOAT || sendcount > (size_t)0x7fffffff)
         return MG_NCCL_INVALID_ARGUMENT;
     float *recv = recvbuff;
@@ -69,10 +89,15 @@ mg_nccl_result_t ncclAllGather(const void *sendbuff, void *recvbuff, size_t send
         return MG_NCCL_INVALID_ARGUMENT;
     if (comm->comm == MPI_COMM_NULL) /* one rank: its block is the whole result */
         return MG_NCCL_SUCCESS;
-    return MPI_Allgather(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, recv, (int)sendcount, MPI_FLOAT, comm->comm) ==
-                   MPI_SUCCESS
-               ? MG_NCCL_SUCCESS
-               : MG_NCCL_INVALID_ARGUMENT;
+    struct all_gather *g = malloc(sizeof *g);
+    if (!g)
+        return MG_NCCL_INVALID_ARGUMENT;
+    *g = (struct all_gather){comm, recv, (int)sendcount};
+    if (cudaLaunchHostFunc(stream, all_gather_on_stream, g) != cudaSuccess) {
+        free(g);
+        return MG_NCCL_INVALID_ARGUMENT;
+    }
+    return MG_NCCL_SUCCESS;
 }
 
 static mg_nccl_result_t release(mg_nccl_comm_t comm)
@@ -87,11 +112,9 @@ static mg_nccl_result_t release(mg_nccl_comm_t comm)
 
 mg_nccl_result_t ncclCommDestroy(mg_nccl_comm_t comm) { return release(comm); }
 
-/* Nothing runs asynchronously here, so nothing fails later. */
 mg_nccl_result_t ncclCommGetAsyncError(mg_nccl_comm_t comm, mg_nccl_result_t *async_error)
 {
-    (void)comm;
-    *async_error = MG_NCCL_SUCCESS;
+    *async_error = comm->async_error;
     return MG_NCCL_SUCCESS;
 }
 mg_nccl_result_t ncclCommAbort(mg_nccl_comm_t comm) { return release(comm); }

@@ -10,13 +10,27 @@
  * stops the emulation instead: in a test it is always a bug. New device
  * memory is filled with 0xFF bytes (NaN floats, -1 integers), so reading
  * what was never written shows. Pinned host memory (cudaMallocHost) is host
- * memory like any other for those checks. Work runs synchronously at the
- * call; streams are only checked to exist. */
+ * memory like any other for those checks.
+ *
+ * Work is asynchronous, as on a GPU: kernels, asynchronous copies, memsets,
+ * graph launches and host functions join their stream's queue and run when
+ * something waits for that stream, and not before. The legacy default
+ * stream and the blocking streams share one queue (they wait for each
+ * other); each non-blocking stream has its own, which nothing but its own
+ * synchronisation, a device synchronisation, or a free waits for. So a
+ * host that reads pinned memory before synchronising the copy into it, a
+ * synchronous cudaMemcpy that expects a non-blocking stream's results, or
+ * work split between two streams without ordering, sees stale data here as
+ * it could on a GPU. What CUDA makes synchronous is synchronous here too: a
+ * copy to pageable host memory returns with the data, and one from pageable
+ * memory takes its bytes at the call. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include <deque>
 #include <map>
+#include <memory>
 #include <set>
 #include <vector>
 
@@ -27,21 +41,58 @@ namespace {
 cudaError_t last_error = cudaSuccess;
 std::map<const char *, size_t> allocations; /* start -> bytes */
 /* Pinned host memory (cudaMallocHost): host side for the copies' checks,
- * being outside every device allocation; tracked only so that freeing it
- * twice, or with the wrong call, stops the test. */
-std::set<const void *> pinned;
-std::set<cudaStream_t> streams;
+ * being outside every device allocation; tracked so that freeing it twice,
+ * or with the wrong call, stops the test, and so that copies to and from it
+ * are asynchronous. Start -> bytes. */
+std::map<const char *, size_t> pinned;
+/* Created streams: true for a non-blocking one. */
+std::map<cudaStream_t, bool> streams;
+/* Work waiting to run: one queue per non-blocking stream, and one (keyed
+ * null) for the legacy default stream and every blocking stream. */
+std::map<cudaStream_t, std::deque<std::function<void()>>> queues;
 
-/* The live allocation that holds [p, p + bytes), or null. */
-const char *allocation_holding(const void *p, size_t bytes)
+/* The allocation of `in` that holds [p, p + bytes), or null. */
+const char *held_by(const std::map<const char *, size_t> &in, const void *p, size_t bytes)
 {
     const char *c = static_cast<const char *>(p);
-    auto it = allocations.upper_bound(c);
-    if (it == allocations.begin())
+    auto it = in.upper_bound(c);
+    if (it == in.begin())
         return nullptr;
     --it;
     return c >= it->first && bytes <= it->second && (size_t)(c - it->first) <= it->second - bytes ? it->first
                                                                                                    : nullptr;
+}
+
+const char *allocation_holding(const void *p, size_t bytes) { return held_by(allocations, p, bytes); }
+bool is_pinned(const void *p, size_t bytes) { return held_by(pinned, p, bytes) != nullptr; }
+
+cudaStream_t queue_key(cudaStream_t stream)
+{
+    auto it = streams.find(stream);
+    return it != streams.end() && it->second ? stream : nullptr;
+}
+
+/* Runs the stream's queued work, in order. */
+void wait_for(cudaStream_t stream)
+{
+    auto &q = queues[queue_key(stream)];
+    while (!q.empty()) {
+        std::function<void()> op = std::move(q.front());
+        q.pop_front();
+        op();
+    }
+}
+
+/* Every queue, one after another in an order of the emulator's own (by
+ * handle, not by when the work came): any order is one a GPU may take. */
+void wait_for_all()
+{
+    for (auto it = queues.rbegin(); it != queues.rend(); ++it)
+        while (!it->second.empty()) {
+            std::function<void()> op = std::move(it->second.front());
+            it->second.pop_front();
+            op();
+        }
 }
 
 bool overlaps_device(const void *p, size_t bytes)
@@ -83,13 +134,13 @@ void refuse_while_capturing(const char *call)
 
 } // namespace
 
-bool cuemu_capture(cudaStream_t stream, std::function<void(cudaStream_t)> op)
+void cuemu_submit(cudaStream_t stream, std::function<void(cudaStream_t)> op)
 {
     auto it = capturing.find(stream);
-    if (it == capturing.end())
-        return false;
-    it->second->push_back(std::move(op));
-    return true;
+    if (it != capturing.end())
+        it->second->push_back(std::move(op));
+    else
+        queues[queue_key(stream)].push_back([stream, op = std::move(op)] { op(stream); });
 }
 
 void cuemu_check_kernel_pointer(const char *kernel, int index, const void *p)
@@ -258,6 +309,7 @@ cudaError_t cudaFree(void *ptr)
     refuse_while_capturing("cudaFree");
     if (!ptr)
         return cudaSuccess;
+    wait_for_all(); /* cudaFree waits for the device, so no queued work outlives the memory */
     if (!allocations.erase(static_cast<const char *>(ptr)))
         cuemu_fatal("cudaFree(%p): not the start of a live device allocation (freed twice?)", ptr);
     free(ptr);
@@ -269,7 +321,7 @@ cudaError_t cudaMallocHost(void **ptr, size_t bytes)
     refuse_while_capturing("cudaMallocHost");
     const cudaError_t e = poisoned_alloc(ptr, bytes);
     if (e == cudaSuccess)
-        pinned.insert(*ptr);
+        pinned[static_cast<const char *>(*ptr)] = bytes;
     return e;
 }
 
@@ -278,30 +330,47 @@ cudaError_t cudaFreeHost(void *ptr)
     refuse_while_capturing("cudaFreeHost");
     if (!ptr)
         return cudaSuccess;
-    if (!pinned.erase(ptr))
+    wait_for_all();
+    if (!pinned.erase(static_cast<const char *>(ptr)))
         cuemu_fatal("cudaFreeHost(%p): not the start of a live cudaMallocHost allocation (freed twice, or "
                     "device or malloc memory?)", ptr);
     free(ptr);
     return cudaSuccess;
 }
 
+/* Which ends of a copy are device memory, by its kind; each end's range
+ * checked against that (stops the emulation when it does not hold). */
+struct copy_ends {
+    bool dst_device, src_device;
+};
+static copy_ends checked_ends(const char *call, void *dst, const void *src, size_t bytes, enum cudaMemcpyKind kind)
+{
+    const copy_ends e = {kind == cudaMemcpyHostToDevice || kind == cudaMemcpyDeviceToDevice,
+                         kind == cudaMemcpyDeviceToHost || kind == cudaMemcpyDeviceToDevice};
+    check_range(call, "destination", dst, bytes, e.dst_device);
+    check_range(call, "source", src, bytes, e.src_device);
+    return e;
+}
+
+static bool valid_kind(enum cudaMemcpyKind kind) { return (unsigned)kind <= (unsigned)cudaMemcpyDeviceToDevice; }
+
 static cudaError_t copy_now(void *dst, const void *src, size_t bytes, enum cudaMemcpyKind kind)
 {
-    if ((unsigned)kind > (unsigned)cudaMemcpyDeviceToDevice)
+    if (!valid_kind(kind))
         return cuemu_set_error(cudaErrorInvalidValue);
     if (bytes == 0)
         return cudaSuccess;
-    const bool dst_device = kind == cudaMemcpyHostToDevice || kind == cudaMemcpyDeviceToDevice;
-    const bool src_device = kind == cudaMemcpyDeviceToHost || kind == cudaMemcpyDeviceToDevice;
-    check_range("cudaMemcpy", "destination", dst, bytes, dst_device);
-    check_range("cudaMemcpy", "source", src, bytes, src_device);
+    checked_ends("cudaMemcpy", dst, src, bytes, kind);
     memmove(dst, src, bytes);
     return cudaSuccess;
 }
 
+/* On the legacy default stream: after its queue (and the blocking
+ * streams'), not after the non-blocking streams' work. */
 cudaError_t cudaMemcpy(void *dst, const void *src, size_t bytes, enum cudaMemcpyKind kind)
 {
     refuse_while_capturing("cudaMemcpy");
+    wait_for(nullptr);
     return copy_now(dst, src, bytes, kind);
 }
 
@@ -314,10 +383,28 @@ cudaError_t cudaMemcpyAsync(void *dst, const void *src, size_t bytes, enum cudaM
         if (kind != cudaMemcpyDeviceToDevice)
             cuemu_fatal("cudaMemcpyAsync of kind %d captured into a CUDA graph (only device-to-device copies are "
                         "expected there)", (int)kind);
-        cuemu_capture(stream, [dst, src, bytes, kind](cudaStream_t) { copy_now(dst, src, bytes, kind); });
+        cuemu_submit(stream, [dst, src, bytes, kind](cudaStream_t) { copy_now(dst, src, bytes, kind); });
         return cudaSuccess;
     }
-    return copy_now(dst, src, bytes, kind);
+    if (!valid_kind(kind))
+        return cuemu_set_error(cudaErrorInvalidValue);
+    if (bytes == 0)
+        return cudaSuccess;
+    const copy_ends e = checked_ends("cudaMemcpyAsync", dst, src, bytes, kind);
+    /* Pinned host memory, like device memory, is read or written when the
+     * copy runs; pageable memory as CUDA documents: its bytes are taken
+     * (staged) at the call, and a copy into it returns complete. */
+    if ((e.src_device || is_pinned(src, bytes)) && (e.dst_device || is_pinned(dst, bytes))) {
+        cuemu_submit(stream, [dst, src, bytes, kind](cudaStream_t) { copy_now(dst, src, bytes, kind); });
+    } else if (!e.src_device && e.dst_device) {
+        auto staged = std::make_shared<std::vector<char>>(static_cast<const char *>(src),
+                                                          static_cast<const char *>(src) + bytes);
+        cuemu_submit(stream, [dst, staged](cudaStream_t) { memcpy(dst, staged->data(), staged->size()); });
+    } else {
+        wait_for(stream);
+        copy_now(dst, src, bytes, kind);
+    }
+    return cudaSuccess;
 }
 
 static void set_now(void *ptr, int value, size_t bytes)
@@ -331,8 +418,8 @@ static void set_now(void *ptr, int value, size_t bytes)
 cudaError_t cudaMemsetAsync(void *ptr, int value, size_t bytes, cudaStream_t stream)
 {
     check_stream("cudaMemsetAsync", stream);
-    if (!cuemu_capture(stream, [ptr, value, bytes](cudaStream_t) { set_now(ptr, value, bytes); }))
-        set_now(ptr, value, bytes);
+    check_range("cudaMemsetAsync", "destination", ptr, bytes, true);
+    cuemu_submit(stream, [ptr, value, bytes](cudaStream_t) { set_now(ptr, value, bytes); });
     return cudaSuccess;
 }
 
@@ -343,14 +430,18 @@ cudaError_t cudaStreamCreateWithFlags(cudaStream_t *stream, unsigned int flags)
     *stream = static_cast<cudaStream_t>(malloc(1)); /* a distinct handle */
     if (!*stream)
         return cuemu_set_error(cudaErrorMemoryAllocation);
-    streams.insert(*stream);
+    streams[*stream] = flags == cudaStreamNonBlocking;
     return cudaSuccess;
 }
 
+/* Its queued work still runs, as on a GPU. */
 cudaError_t cudaStreamDestroy(cudaStream_t stream)
 {
-    if (!stream || !streams.erase(stream))
+    if (!stream || !streams.count(stream))
         cuemu_fatal("cudaStreamDestroy of a stream that does not exist (destroyed twice?)");
+    wait_for(stream);
+    queues.erase(stream);
+    streams.erase(stream);
     free(stream);
     return cudaSuccess;
 }
@@ -359,14 +450,28 @@ cudaError_t cudaStreamSynchronize(cudaStream_t stream)
 {
     check_stream("cudaStreamSynchronize", stream);
     refuse_while_capturing("cudaStreamSynchronize");
+    wait_for(stream);
     return cudaSuccess;
 }
 
-/* Work completes when it is enqueued: a stream is always done. */
+/* Queued work: not ready (the work then runs, so that polling ends);
+ * otherwise done. Not an error: the last error stays. */
 cudaError_t cudaStreamQuery(cudaStream_t stream)
 {
     check_stream("cudaStreamQuery", stream);
     refuse_while_capturing("cudaStreamQuery");
+    if (queues[queue_key(stream)].empty())
+        return cudaSuccess;
+    wait_for(stream);
+    return cudaErrorNotReady;
+}
+
+cudaError_t cudaLaunchHostFunc(cudaStream_t stream, cudaHostFn_t fn, void *user_data)
+{
+    check_stream("cudaLaunchHostFunc", stream);
+    if (!fn)
+        return cuemu_set_error(cudaErrorInvalidValue);
+    cuemu_submit(stream, [fn, user_data](cudaStream_t) { fn(user_data); });
     return cudaSuccess;
 }
 
@@ -413,23 +518,23 @@ cudaError_t cudaGraphInstantiate(cudaGraphExec_t *exec, cudaGraph_t graph, unsig
     return cudaSuccess;
 }
 
+/* The replay joins the stream's queue. Its launches were checked when they
+ * were captured; a refusal at the replay would set the last error then. */
 cudaError_t cudaGraphLaunch(cudaGraphExec_t exec, cudaStream_t stream)
 {
     check_stream("cudaGraphLaunch", stream);
     refuse_while_capturing("cudaGraphLaunch");
-    /* Report what this replay's launches refuse, not an older error. */
-    const cudaError_t before = last_error;
-    last_error = cudaSuccess;
-    for (auto &op : *graph_ops(exec, "cudaGraphLaunch"))
-        op(stream);
-    const cudaError_t replay = last_error;
-    if (replay == cudaSuccess)
-        last_error = before;
-    return replay;
+    recorded_ops *ops = graph_ops(exec, "cudaGraphLaunch");
+    queues[queue_key(stream)].push_back([ops, stream] {
+        for (auto &op : *ops)
+            op(stream);
+    });
+    return cudaSuccess;
 }
 
 static cudaError_t destroy_graph(const void *handle, const char *call)
 {
+    wait_for_all(); /* a queued replay of it still runs */
     auto *ops = graph_ops(handle, call);
     graphs.erase(ops);
     delete ops;
@@ -439,10 +544,10 @@ static cudaError_t destroy_graph(const void *handle, const char *call)
 cudaError_t cudaGraphExecDestroy(cudaGraphExec_t exec) { return destroy_graph(exec, "cudaGraphExecDestroy"); }
 cudaError_t cudaGraphDestroy(cudaGraph_t graph) { return destroy_graph(graph, "cudaGraphDestroy"); }
 
-/* Launches and copies complete when they are called: nothing to wait for. */
 cudaError_t cudaDeviceSynchronize(void)
 {
     refuse_while_capturing("cudaDeviceSynchronize");
+    wait_for_all();
     return cudaSuccess;
 }
 

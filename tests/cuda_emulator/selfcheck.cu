@@ -127,8 +127,9 @@ static void check(bool ok, const char *what)
     failures += !ok;
 }
 
-/* Runs `action` in a child; true if it died by abort() and its stderr says
- * `expected`. */
+/* Runs `action` in a child, then waits for the work it queued (kernels run
+ * when something waits for them); true if it died by abort() and its stderr
+ * says `expected`. */
 template <class F> static bool dies_saying(F action, const char *expected)
 {
     int fd[2];
@@ -140,6 +141,7 @@ template <class F> static bool dies_saying(F action, const char *expected)
         dup2(fd[1], 2);
         close(fd[0]);
         action();
+        cudaDeviceSynchronize();
         _exit(0);
     }
     close(fd[1]);
@@ -245,6 +247,47 @@ int main(void)
     check(cudaFreeHost(pinned) == cudaSuccess, "cudaFreeHost");
     check(dies_saying([&] { cudaFreeHost(pinned); }, "not the start of a live cudaMallocHost"),
           "cudaFreeHost twice stops the emulation");
+
+    /* Work is asynchronous, as on a GPU: it runs when its stream is waited
+     * for, not when it is queued. */
+    {
+        cudaStream_t s;
+        cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking);
+        float *pin = nullptr, before[BLOCKS], seen = -1;
+        cudaMallocHost((void **)&pin, sizeof got);
+        memset(pin, 0, sizeof got);
+        for (int i = 0; i < BLOCKS; i++)
+            before[i] = -(float)i;
+        cudaMemcpy(out, before, sizeof before, cudaMemcpyHostToDevice);
+        k_block_sum<<<BLOCKS, THREADS, 0, s>>>(in, out, 1);
+        cudaMemcpyAsync(pin, out, sizeof got, cudaMemcpyDeviceToHost, s);
+        cudaLaunchHostFunc(s, [](void *p) { *static_cast<float *>(p) = 1; }, &seen);
+        check(pin[0] == 0 && seen == -1, "a copy into pinned memory and a host function wait for their stream");
+        cudaMemcpy(got, out, sizeof got, cudaMemcpyDeviceToHost);
+        check(memcmp(got, before, sizeof got) == 0,
+              "a synchronous cudaMemcpy does not wait for a non-blocking stream's kernel");
+        check(cudaStreamQuery(s) == cudaErrorNotReady && cudaGetLastError() == cudaSuccess,
+              "a stream with queued work is not ready, and that is no error");
+        check(cudaStreamQuery(s) == cudaSuccess && memcmp(pin, expect, sizeof got) == 0 && seen == 1,
+              "then it is done: the kernel, the copy and the host function ran in order");
+        cudaMemcpy(out, before, sizeof before, cudaMemcpyHostToDevice);
+        k_block_sum<<<BLOCKS, THREADS, 0, s>>>(in, out, 1);
+        cudaMemcpyAsync(got, out, sizeof got, cudaMemcpyDeviceToHost, s);
+        check(memcmp(got, expect, sizeof got) == 0, "a copy into pageable memory returns complete");
+        float staged[BLOCKS];
+        memcpy(staged, before, sizeof staged);
+        cudaMemcpyAsync(out, staged, sizeof staged, cudaMemcpyHostToDevice, s);
+        staged[0] = 1e9f;
+        cudaStreamSynchronize(s);
+        cudaMemcpy(got, out, sizeof got, cudaMemcpyDeviceToHost);
+        check(memcmp(got, before, sizeof got) == 0, "a copy from pageable memory takes its bytes at the call");
+        k_block_sum<<<BLOCKS, THREADS, 0, s>>>(in, out, 1);
+        cudaDeviceSynchronize();
+        cudaMemcpy(got, out, sizeof got, cudaMemcpyDeviceToHost);
+        check(memcmp(got, expect, sizeof got) == 0, "cudaDeviceSynchronize waits for every stream");
+        cudaFreeHost(pin);
+        cudaStreamDestroy(s);
+    }
 
     /* While a stream is captured, what CUDA refuses from the capturing
      * thread (allocations, synchronous copies, synchronisation) stops the

@@ -69,6 +69,9 @@ cudaError_t cudaStreamDestroy(cudaStream_t stream);
 cudaError_t cudaStreamSynchronize(cudaStream_t stream);
 cudaError_t cudaStreamQuery(cudaStream_t stream);
 cudaError_t cudaDeviceSynchronize(void);
+/* A host function run in the stream's order (the emulated NCCL's collective). */
+typedef void (*cudaHostFn_t)(void *user_data);
+cudaError_t cudaLaunchHostFunc(cudaStream_t stream, cudaHostFn_t fn, void *user_data);
 
 /* CUDA graphs by stream capture (runtime_api.cc): while a stream captures,
  * its launches and asynchronous copies are recorded, not run; a launched

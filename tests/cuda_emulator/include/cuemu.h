@@ -98,13 +98,19 @@ struct cuemu_launch_config {
     cudaStream_t stream;
 };
 
-/* runtime_api.cc: when `stream` is capturing, records `op` into its graph
- * (run at each cudaGraphLaunch, given the launch's stream) and returns true;
- * otherwise false, and the caller runs the operation now. */
-bool cuemu_capture(cudaStream_t stream, std::function<void(cudaStream_t)> op);
+/* runtime_api.cc: puts `op` on `stream`, as a GPU's work is: when the
+ * stream is capturing, into its graph (run at each cudaGraphLaunch, given
+ * the launch's stream); otherwise at the end of the stream's queue, run
+ * when something waits for the stream (a synchronisation, a query, a copy
+ * to pageable host memory), not at the call. */
+void cuemu_submit(cudaStream_t stream, std::function<void(cudaStream_t)> op);
 
-/* Checks the configuration (a refused launch sets the last error, as on a
- * GPU), then runs thread_body(ctx) once per thread of the grid. */
+/* Checks the configuration at the launch, as a GPU does: a refused launch
+ * says why on stderr, sets the last error and returns false. */
+bool cuemu_launch_accepted(const cuemu_launch_config &config);
+
+/* Checks the configuration again (a replayed graph's launch), then runs
+ * thread_body(ctx) once per thread of the grid. */
 void cuemu_launch(const cuemu_launch_config &config, void (*thread_body)(void *ctx), void *ctx);
 
 /* runtime_api.cc: stops the emulation unless p is null or points into (or
@@ -163,19 +169,20 @@ template <class... P> struct cuemu_launch_expr {
     {
         /* The arguments are converted to the parameter types once, at the
          * launch, as CUDA does; std::apply then passes each thread its own
-         * copies, as every GPU thread has its own parameters. A launch into
-         * a capturing stream keeps those values for every replay, as a
-         * graph's kernel node does. */
+         * copies, as every GPU thread has its own parameters. The kernel
+         * runs later, in its stream's order, with those values; a launch
+         * into a capturing stream keeps them for every replay, as a graph's
+         * kernel node does. */
         auto params = std::make_shared<std::tuple<P...>>(std::forward<A>(args)...);
         void (*k)(P...) = kernel;
         const cuemu_launch_config c = config;
-        if (cuemu_capture(c.stream, [k, c, params](cudaStream_t on) {
-                cuemu_launch_config at = c;
-                at.stream = on;
-                run(k, at, *params);
-            }))
+        if (!cuemu_launch_accepted(c))
             return;
-        run(k, c, *params);
+        cuemu_submit(c.stream, [k, c, params](cudaStream_t on) {
+            cuemu_launch_config at = c;
+            at.stream = on;
+            run(k, at, *params);
+        });
     }
 };
 
