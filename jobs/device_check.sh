@@ -35,7 +35,8 @@
 #      MG_PYTHON             Python with torch (default python3)
 #      MORPHOGEN_NCCL        the NCCL library for test_cuda_nccl (default:
 #                            PyTorch's, from the nvidia-nccl wheel, else
-#                            libnccl.so.2 on the loader's path)
+#                            libnccl.so.2 in the loader's cache, else none:
+#                            the test skips)
 #      MG_GROW_ITERS         training iterations that grow the pool (default 300)
 #      MG_BENCH_ITERS        timed iterations per round (default 6)
 #      MG_BENCH_WARMUP       untimed iterations before them (default 100)
@@ -140,7 +141,12 @@ for folder in nvidia.nccl.__path__:
         break
 PY
 )
-    [ -n "$nccl" ] || nccl=libnccl.so.2 nccl_from="the loader's path"
+    if [ -z "$nccl" ]; then
+        nccl=$(ldconfig -p 2>/dev/null | awk '/libnccl\.so\.2 / {print $NF; exit}') nccl_from="the loader's cache"
+        # None: the test skips and says so, rather than fail on a library
+        # that is not there.
+        [ -n "$nccl" ] || nccl_from="none found (not in $python's nvidia.nccl, not in ldconfig -p)"
+    fi
 fi
 if [ -n "$morphogen" ]; then
     for t in "${gpu_tests[@]}"; do
@@ -157,11 +163,18 @@ if [ -n "$morphogen" ]; then
             fi
         else
             tail -n 30 "$work/$t.log"
-            row "$t" "FAILED" "output above"
+            note="output above"
+            # The first real NCCL communicator: NCCL's own account of a
+            # failure, kept, saves a device call to ask for it.
+            if [ "$t" = test_cuda_nccl ] && [ -n "${OUT:-}" ]; then
+                NCCL_DEBUG=INFO MORPHOGEN_NCCL="$nccl" tmo 30 "$tests_dir/$t" >"$work/nccl_debug.log" 2>&1
+                mkdir -p "$OUT" && cp "$work/nccl_debug.log" "$OUT/" && note="output above; NCCL_DEBUG=INFO rerun in \$OUT/nccl_debug.log"
+            fi
+            row "$t" "FAILED" "$note"
             grep -q SKIPPED "$work/$t.log" || device_ok=1
         fi
     done
-    [ -f "$work/test_cuda_nccl.log" ] && row "NCCL in test_cuda_nccl" "$nccl" "$nccl_from"
+    [ -f "$work/test_cuda_nccl.log" ] && row "NCCL in test_cuda_nccl" "${nccl:-none}" "$nccl_from"
     # How far TF32 (run.matmul = tf32) lands from the fp32 CPU reference on
     # this GPU: the largest measured ratios of the parity test's tf32 cases,
     # against the tolerances the emulator's measurements set (states 5e-3,

@@ -40,7 +40,7 @@ static void test_one_rank(void **state)
     (void)state;
     const char *library = getenv("MORPHOGEN_NCCL");
     if (!library || !*library) {
-        printf("%s: skipped: MORPHOGEN_NCCL names no NCCL library (CMake found none)\n", NAME);
+        printf("%s: skipped: MORPHOGEN_NCCL names no NCCL library (none was found)\n", NAME);
         skip();
     }
     char no_device[256];

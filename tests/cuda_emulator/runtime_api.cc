@@ -393,8 +393,13 @@ cudaError_t cudaMemcpyAsync(void *dst, const void *src, size_t bytes, enum cudaM
     const copy_ends e = checked_ends("cudaMemcpyAsync", dst, src, bytes, kind);
     /* Pinned host memory, like device memory, is read or written when the
      * copy runs; pageable memory as CUDA documents: its bytes are taken
-     * (staged) at the call, and a copy into it returns complete. */
+     * (staged) at the call, and a copy into it returns complete. Pinned
+     * memory that a queued copy will write reads as NaN until it has: on a
+     * GPU it holds old or new bytes, so a read before the synchronisation
+     * is a bug, which NaN makes loud. */
     if ((e.src_device || is_pinned(src, bytes)) && (e.dst_device || is_pinned(dst, bytes))) {
+        if (!e.dst_device)
+            memset(dst, 0xFF, bytes);
         cuemu_submit(stream, [dst, src, bytes, kind](cudaStream_t) { copy_now(dst, src, bytes, kind); });
     } else if (!e.src_device && e.dst_device) {
         auto staged = std::make_shared<std::vector<char>>(static_cast<const char *>(src),
