@@ -28,7 +28,7 @@ _Static_assert(sizeof(mg_nccl_unique_id) == MG_NCCL_UNIQUE_ID_BYTES && _Alignof(
                "mg_nccl_unique_id is not 128 bytes of char");
 #endif
 
-enum { MG_NCCL_SUCCESS = 0, MG_NCCL_INVALID_ARGUMENT = 4, MG_NCCL_FLOAT = 7 };
+enum { MG_NCCL_SUCCESS = 0, MG_NCCL_INVALID_ARGUMENT = 4, MG_NCCL_REMOTE_ERROR = 6, MG_NCCL_FLOAT = 7 };
 
 typedef mg_nccl_result_t mg_nccl_get_unique_id_fn(mg_nccl_unique_id *id);
 typedef mg_nccl_result_t mg_nccl_comm_init_rank_fn(mg_nccl_comm_t *comm, int nranks, mg_nccl_unique_id id, int rank);

@@ -33,5 +33,6 @@ _Static_assert(sizeof(ncclDataType_t) == sizeof(int) && _Alignof(ncclDataType_t)
 /* As int: the two are values of different enums. */
 _Static_assert((int)MG_NCCL_SUCCESS == (int)ncclSuccess, "ncclSuccess differs");
 _Static_assert((int)MG_NCCL_INVALID_ARGUMENT == (int)ncclInvalidArgument, "ncclInvalidArgument differs");
+_Static_assert((int)MG_NCCL_REMOTE_ERROR == (int)ncclRemoteError, "ncclRemoteError differs");
 _Static_assert((int)MG_NCCL_FLOAT == (int)ncclFloat && (int)MG_NCCL_FLOAT == (int)ncclFloat32, "ncclFloat differs");
 _Static_assert(NCCL_MAJOR == 2, "nccl_abi.h declares NCCL 2's ABI");

@@ -19,6 +19,7 @@
 struct ncclComm {
     MPI_Comm comm; /* MPI_COMM_NULL: one rank without MPI */
     int rank, size;
+    int gathers;                  /* all-gathers so far */
     mg_nccl_result_t async_error; /* of a collective that ran on its stream */
 };
 
@@ -64,6 +65,7 @@ struct all_gather {
     mg_nccl_comm_t comm;
     float *recv;
     int count;
+    int lost_peer; /* fail as if a peer were gone (MG_CUEMU_NCCL_FAIL) */
 };
 
 /* In the stream's order, as NCCL's kernel runs: the gradients the stream
@@ -72,10 +74,23 @@ struct all_gather {
 static void all_gather_on_stream(void *arg)
 {
     struct all_gather *g = arg;
-    if (MPI_Allgather(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, g->recv, g->count, MPI_FLOAT, g->comm->comm) !=
-        MPI_SUCCESS)
+    if (g->lost_peer)
+        g->comm->async_error = MG_NCCL_REMOTE_ERROR;
+    else if (MPI_Allgather(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, g->recv, g->count, MPI_FLOAT, g->comm->comm) !=
+             MPI_SUCCESS)
         g->comm->async_error = MG_NCCL_INVALID_ARGUMENT;
     free(g);
+}
+
+/* MG_CUEMU_NCCL_FAIL=R:N: rank R's N-th all-gather fails as one does on GPUs
+ * when a peer or the network is lost: it never completes,
+ * ncclCommGetAsyncError says ncclRemoteError, and the other ranks wait in
+ * theirs. So a test can check how morphogen gets out of that. */
+static int lost_peer(const struct ncclComm *c)
+{
+    const char *env = getenv("MG_CUEMU_NCCL_FAIL");
+    int rank, n;
+    return env && sscanf(env, "%d:%d", &rank, &n) == 2 && rank == c->rank && n == c->gathers;
 }
 
 mg_nccl_result_t ncclAllGather(const void *sendbuff, void *recvbuff, size_t sendcount, mg_nccl_data_type_t datatype,
@@ -89,10 +104,11 @@ mg_nccl_result_t ncclAllGather(const void *sendbuff, void *recvbuff, size_t send
         return MG_NCCL_INVALID_ARGUMENT;
     if (comm->comm == MPI_COMM_NULL) /* one rank: its block is the whole result */
         return MG_NCCL_SUCCESS;
+    comm->gathers++;
     struct all_gather *g = malloc(sizeof *g);
     if (!g)
         return MG_NCCL_INVALID_ARGUMENT;
-    *g = (struct all_gather){comm, recv, (int)sendcount};
+    *g = (struct all_gather){comm, recv, (int)sendcount, lost_peer(comm)};
     if (cudaLaunchHostFunc(stream, all_gather_on_stream, g) != cudaSuccess) {
         free(g);
         return MG_NCCL_INVALID_ARGUMENT;
@@ -100,7 +116,7 @@ mg_nccl_result_t ncclAllGather(const void *sendbuff, void *recvbuff, size_t send
     return MG_NCCL_SUCCESS;
 }
 
-static mg_nccl_result_t release(mg_nccl_comm_t comm)
+mg_nccl_result_t ncclCommDestroy(mg_nccl_comm_t comm)
 {
     if (comm) {
         if (comm->comm != MPI_COMM_NULL)
@@ -110,18 +126,29 @@ static mg_nccl_result_t release(mg_nccl_comm_t comm)
     return MG_NCCL_SUCCESS;
 }
 
-mg_nccl_result_t ncclCommDestroy(mg_nccl_comm_t comm) { return release(comm); }
-
 mg_nccl_result_t ncclCommGetAsyncError(mg_nccl_comm_t comm, mg_nccl_result_t *async_error)
 {
     *async_error = comm->async_error;
     return MG_NCCL_SUCCESS;
 }
-mg_nccl_result_t ncclCommAbort(mg_nccl_comm_t comm) { return release(comm); }
+/* Without waiting for the peers (the MPI communicator is left to the
+ * job's end, as freeing it could wait for them). */
+mg_nccl_result_t ncclCommAbort(mg_nccl_comm_t comm)
+{
+    free(comm);
+    return MG_NCCL_SUCCESS;
+}
 
 const char *ncclGetErrorString(mg_nccl_result_t result)
 {
-    return result == MG_NCCL_SUCCESS ? "no error (emulated NCCL)" : "invalid argument (emulated NCCL)";
+    switch (result) {
+    case MG_NCCL_SUCCESS:
+        return "no error (emulated NCCL)";
+    case MG_NCCL_REMOTE_ERROR:
+        return "remote process exited or there was a network error (emulated NCCL: MG_CUEMU_NCCL_FAIL)";
+    default:
+        return "invalid argument (emulated NCCL)";
+    }
 }
 
 MG_NCCL_FUNCTIONS(SAME_TYPE)

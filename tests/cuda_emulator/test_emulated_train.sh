@@ -5,8 +5,11 @@
 #  - 2 ranks, and a resume on 2 ranks, equal 1 rank bit for bit (the
 #    backend's per-sample results must not depend on which samples share a
 #    batch, or the rank count would change the result), whichever way the
-#    gradients travel: MPI on the host (ranks sharing a GPU, or no NCCL
-#    library) or NCCL (emulated over MPI on two emulated GPUs);
+#    gradients travel: MPI on the host (ranks sharing a GPU, no NCCL
+#    library, or MORPHOGEN_NCCL=none) or NCCL (emulated over MPI on two
+#    emulated GPUs);
+#  - an NCCL all-gather that fails on one rank ends the job in one line and
+#    keeps the last checkpoint;
 #  - diverged replicas stop a 2-rank run (the check downloads the weights);
 #  - the losses of a short run equal the CPU backend's to float rounding
 #    (same weights, states and fire masks; the kernels sum in other orders);
@@ -67,6 +70,29 @@ h5_same one.h5 nccl.h5 "${STATE[@]}"
 [ "$(grep -c "not NCCL: NCCL did not load" nonccl.err)" = 1 ] ||
     fail "a missing NCCL is not reported once: $(cat nonccl.err)"
 h5_same one.h5 nonccl.h5 "${STATE[@]}"
+# MORPHOGEN_NCCL=none: MPI by choice, said once, the same bits.
+"${MPIRUN[@]}" -np 2 -x MG_CUEMU_DEVICES=2 -x MORPHOGEN_NCCL=none "$MORPHOGEN" train "${RUN[@]}" \
+    --set run.backend=cuda --out ncclnone.h5 >/dev/null 2>ncclnone.err || fail "2 ranks, NCCL none: $(cat ncclnone.err)"
+[ "$(grep -c "exchanged through MPI on the host, not NCCL: MORPHOGEN_NCCL=none" ncclnone.err)" = 1 ] ||
+    fail "MORPHOGEN_NCCL=none is not reported once: $(cat ncclnone.err)"
+h5_same one.h5 ncclnone.h5 "${STATE[@]}"
+
+# An all-gather that fails on one rank as a lost peer does on GPUs (rank 1's
+# fourth, MG_CUEMU_NCCL_FAIL; rank 0 waits in its own for ever): NCCL's
+# asynchronous error ends the whole job within seconds, in one line from
+# the failing rank, and the run file keeps the checkpoint of iteration 3.
+start=$(date +%s)
+rc=0
+timeout 60 "${MPIRUN[@]}" -np 2 -x MG_CUEMU_DEVICES=2 -x MORPHOGEN_NCCL="$MG_NCCL_EMULATED" -x MG_CUEMU_NCCL_FAIL=1:4 \
+    "$MORPHOGEN" train "${RUN[@]}" --set run.backend=cuda --out ncclfail.h5 >/dev/null 2>ncclfail.err || rc=$?
+[ "$rc" -ne 0 ] && [ "$rc" -ne 124 ] || fail "a failed NCCL all-gather: exit $rc (124 = hung): $(cat ncclfail.err)"
+[ $(($(date +%s) - start)) -lt 30 ] || fail "the job took $(($(date +%s) - start)) s to end after the all-gather failed"
+[ "$(grep -c "NCCL all-gather of the gradients failed" ncclfail.err)" = 1 ] ||
+    fail "a failed NCCL all-gather is not reported in one line: $(cat ncclfail.err)"
+grep -qF "morphogen (rank 1 of 2): cuda backend: NCCL all-gather of the gradients failed: remote process exited" \
+    ncclfail.err || fail "the failing rank or NCCL's reason is not named: $(cat ncclfail.err)"
+[ "$(h5_eval ncclfail.h5 "int(f['checkpoint'].attrs['iteration'])")" = 3 ] ||
+    fail "ncclfail.h5 does not keep the checkpoint of iteration 3"
 
 # The replica check with the cuda backend, whose weights live on the GPU:
 # checks download them (here after iteration 3, a checkpoint); a one-bit
