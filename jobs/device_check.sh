@@ -124,7 +124,7 @@ fi
 # nvidia-nccl wheel, which is not on the loader's path.
 nccl=${MORPHOGEN_NCCL:-} nccl_from="MORPHOGEN_NCCL"
 if [ -z "$nccl" ]; then
-    read -r nccl nccl_from < <(tmo 20 "$python" - 2>/dev/null <<'PY'
+    IFS=$'\t' read -r nccl nccl_from < <(tmo 20 "$python" - 2>/dev/null <<'PY'
 import os, importlib.metadata as md
 import nvidia.nccl
 for folder in nvidia.nccl.__path__:
@@ -132,12 +132,12 @@ for folder in nvidia.nccl.__path__:
     if os.path.exists(lib):
         for name in ("nvidia-nccl-cu13", "nvidia-nccl-cu12"):
             try:
-                print(lib, "PyTorch's %s %s" % (name, md.version(name)))
+                print(lib, "PyTorch's %s %s" % (name, md.version(name)), sep="\t")
                 break
             except md.PackageNotFoundError:
                 pass
         else:
-            print(lib, "PyTorch's nvidia.nccl")
+            print(lib, "PyTorch's nvidia.nccl", sep="\t")
         break
 PY
 )
@@ -154,7 +154,9 @@ if [ -n "$morphogen" ]; then
         [ "$t" != test_cuda_parity ] && limit=30
         # MG_PARITY_REPORT: every comparison's measured difference, for the
         # tf32 row below.
-        if MG_PARITY_REPORT=1 MORPHOGEN_NCCL="$nccl" tmo "$limit" "$tests_dir/$t" >"$work/$t.log" 2>&1; then
+        rc=0
+        MG_PARITY_REPORT=1 MORPHOGEN_NCCL="$nccl" tmo "$limit" "$tests_dir/$t" >"$work/$t.log" 2>&1 || rc=$?
+        if [ "$rc" -eq 0 ]; then
             if grep -q SKIPPED "$work/$t.log"; then
                 row "$t" "SKIPPED" "$(grep -m1 'skipped' "$work/$t.log")"
             else
@@ -166,7 +168,7 @@ if [ -n "$morphogen" ]; then
             note="output above"
             # The first real NCCL communicator: NCCL's own account of a
             # failure, kept, saves a device call to ask for it.
-            if [ "$t" = test_cuda_nccl ] && [ -n "${OUT:-}" ]; then
+            if [ "$t" = test_cuda_nccl ] && [ -n "${OUT:-}" ] && [ "$rc" -ne 124 ] && [ "$rc" -ne 137 ]; then
                 NCCL_DEBUG=INFO MORPHOGEN_NCCL="$nccl" tmo 30 "$tests_dir/$t" >"$work/nccl_debug.log" 2>&1
                 mkdir -p "$OUT" && cp "$work/nccl_debug.log" "$OUT/" && note="output above; NCCL_DEBUG=INFO rerun in \$OUT/nccl_debug.log"
             fi

@@ -23,9 +23,15 @@ typedef struct {
 } mg_nccl_unique_id;
 typedef int mg_nccl_result_t;
 typedef int mg_nccl_data_type_t;
-/* What nccl_abi_check.c checks nccl.h's types against. */
+/* What nccl_abi_check.c checks nccl.h's types against: the communicator
+ * is struct ncclComm *, the id 128 bytes of char, the result and the data
+ * type are passed as int. */
+_Static_assert(__builtin_types_compatible_p(mg_nccl_comm_t, struct ncclComm *),
+               "mg_nccl_comm_t is not struct ncclComm *");
 _Static_assert(sizeof(mg_nccl_unique_id) == MG_NCCL_UNIQUE_ID_BYTES && _Alignof(mg_nccl_unique_id) == 1,
                "mg_nccl_unique_id is not 128 bytes of char");
+_Static_assert(__builtin_types_compatible_p(mg_nccl_result_t, int), "mg_nccl_result_t is not int");
+_Static_assert(__builtin_types_compatible_p(mg_nccl_data_type_t, int), "mg_nccl_data_type_t is not int");
 #endif
 
 enum { MG_NCCL_SUCCESS = 0, MG_NCCL_INVALID_ARGUMENT = 4, MG_NCCL_REMOTE_ERROR = 6, MG_NCCL_FLOAT = 7 };

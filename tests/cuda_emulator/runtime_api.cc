@@ -12,18 +12,25 @@
  * what was never written shows. Pinned host memory (cudaMallocHost) is host
  * memory like any other for those checks.
  *
- * Work is asynchronous, as on a GPU: kernels, asynchronous copies, memsets,
- * graph launches and host functions join their stream's queue and run when
- * something waits for that stream, and not before. The legacy default
- * stream and the blocking streams share one queue (they wait for each
- * other); each non-blocking stream has its own, which nothing but its own
- * synchronisation, a device synchronisation, or a free waits for. So a
- * host that reads pinned memory before synchronising the copy into it, a
- * synchronous cudaMemcpy that expects a non-blocking stream's results, or
- * work split between two streams without ordering, sees stale data here as
- * it could on a GPU. What CUDA makes synchronous is synchronous here too: a
- * copy to pageable host memory returns with the data, and one from pageable
- * memory takes its bytes at the call. */
+ * Work is asynchronous, as on a GPU: kernels, copies, memsets, graph
+ * launches and host functions join their stream's queue and run when
+ * something waits for that stream, and not before. Each non-blocking
+ * stream has a queue of its own, which nothing but its own synchronisation,
+ * a device synchronisation or a free waits for. The legacy default stream
+ * and the blocking streams share one: CUDA orders each blocking stream
+ * against the legacy one only, so this orders more than CUDA does (a
+ * missing order between two blocking streams goes unseen; morphogen uses
+ * none). So a host that reads pinned memory before synchronising the copy
+ * into it, a synchronous cudaMemcpy whose data a non-blocking stream
+ * needs, or work split between two streams without ordering, sees stale
+ * data here as it could on a GPU. The host waits where CUDA documents it
+ * ("API synchronization behavior"): a copy to host memory or from pinned
+ * memory with cudaMemcpy, and a copy to pageable memory with
+ * cudaMemcpyAsync, return complete; a copy from pageable memory takes its
+ * bytes at the call (staged) and reaches the device in its stream's order;
+ * host-to-host copies are immediate. A synchronisation returns the first
+ * error that the work it waited for set. Work may not call CUDA (a host
+ * function may not): that stops the emulation. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -50,6 +57,11 @@ std::map<cudaStream_t, bool> streams;
 /* Work waiting to run: one queue per non-blocking stream, and one (keyed
  * null) for the legacy default stream and every blocking stream. */
 std::map<cudaStream_t, std::deque<std::function<void()>>> queues;
+/* Pinned ranges that queued copies are still to read. */
+std::multiset<std::pair<const char *, size_t>> pinned_reads;
+/* True while queued work runs: the CUDA calls it may not make stop the
+ * emulation. */
+bool draining = false;
 
 /* The allocation of `in` that holds [p, p + bytes), or null. */
 const char *held_by(const std::map<const char *, size_t> &in, const void *p, size_t bytes)
@@ -72,27 +84,61 @@ cudaStream_t queue_key(cudaStream_t stream)
     return it != streams.end() && it->second ? stream : nullptr;
 }
 
-/* Runs the stream's queued work, in order. */
-void wait_for(cudaStream_t stream)
+void refuse_while_draining(const char *call)
 {
-    auto &q = queues[queue_key(stream)];
+    if (draining)
+        cuemu_fatal("%s from work that runs in a stream (a host function may not call CUDA)", call);
+}
+
+/* Runs a queue's work in order; returns the first error that work set
+ * (a launch refused at a graph's replay), which stays the last error too. */
+cudaError_t drain(std::deque<std::function<void()>> &q)
+{
+    refuse_while_draining("a synchronisation");
+    draining = true;
+    cudaError_t first = cudaSuccess;
     while (!q.empty()) {
         std::function<void()> op = std::move(q.front());
         q.pop_front();
+        const cudaError_t before = last_error;
+        last_error = cudaSuccess;
         op();
+        if (first == cudaSuccess)
+            first = last_error;
+        if (last_error == cudaSuccess)
+            last_error = before;
     }
+    draining = false;
+    return first;
 }
+
+cudaError_t wait_for(cudaStream_t stream) { return drain(queues[queue_key(stream)]); }
 
 /* Every queue, one after another in an order of the emulator's own (by
  * handle, not by when the work came): any order is one a GPU may take. */
-void wait_for_all()
+cudaError_t wait_for_all()
 {
-    for (auto it = queues.rbegin(); it != queues.rend(); ++it)
-        while (!it->second.empty()) {
-            std::function<void()> op = std::move(it->second.front());
-            it->second.pop_front();
-            op();
-        }
+    cudaError_t first = cudaSuccess;
+    for (auto it = queues.rbegin(); it != queues.rend(); ++it) {
+        const cudaError_t e = drain(it->second);
+        if (first == cudaSuccess)
+            first = e;
+    }
+    return first;
+}
+
+bool overlaps(const char *a, size_t a_bytes, const char *b, size_t b_bytes)
+{
+    return a < b + b_bytes && b < a + a_bytes;
+}
+
+/* Whether a queued copy is still to read [p, p + bytes) of pinned memory. */
+bool pinned_read_pending(const void *p, size_t bytes)
+{
+    for (const auto &r : pinned_reads)
+        if (overlaps(r.first, r.second, static_cast<const char *>(p), bytes))
+            return true;
+    return false;
 }
 
 bool overlaps_device(const void *p, size_t bytes)
@@ -120,10 +166,12 @@ void check_stream(const char *call, cudaStream_t stream)
 }
 
 /* Captures in progress, and graphs (a captured graph and its instances are
- * the same list of recorded operations). */
+ * the same kind of list of recorded operations), by handle; a queued
+ * replay holds its list too, so a graph destroyed before it runs is no
+ * reason to wait. */
 using recorded_ops = std::vector<std::function<void(cudaStream_t)>>;
-std::map<cudaStream_t, recorded_ops *> capturing;
-std::set<const recorded_ops *> graphs;
+std::map<cudaStream_t, std::shared_ptr<recorded_ops>> capturing;
+std::map<const void *, std::shared_ptr<recorded_ops>> graphs;
 
 void refuse_while_capturing(const char *call)
 {
@@ -134,8 +182,11 @@ void refuse_while_capturing(const char *call)
 
 } // namespace
 
+bool cuemu_capturing(cudaStream_t stream) { return capturing.count(stream) != 0; }
+
 void cuemu_submit(cudaStream_t stream, std::function<void(cudaStream_t)> op)
 {
+    refuse_while_draining("a launch, copy or memset");
     auto it = capturing.find(stream);
     if (it != capturing.end())
         it->second->push_back(std::move(op));
@@ -307,6 +358,7 @@ cudaError_t cudaMalloc(void **ptr, size_t bytes)
 cudaError_t cudaFree(void *ptr)
 {
     refuse_while_capturing("cudaFree");
+    refuse_while_draining("cudaFree");
     if (!ptr)
         return cudaSuccess;
     wait_for_all(); /* cudaFree waits for the device, so no queued work outlives the memory */
@@ -328,6 +380,7 @@ cudaError_t cudaMallocHost(void **ptr, size_t bytes)
 cudaError_t cudaFreeHost(void *ptr)
 {
     refuse_while_capturing("cudaFreeHost");
+    refuse_while_draining("cudaFreeHost");
     if (!ptr)
         return cudaSuccess;
     wait_for_all();
@@ -365,18 +418,45 @@ static cudaError_t copy_now(void *dst, const void *src, size_t bytes, enum cudaM
     return cudaSuccess;
 }
 
-/* On the legacy default stream: after its queue (and the blocking
- * streams'), not after the non-blocking streams' work. */
+/* A copy from pageable memory to the device: its bytes taken now (CUDA
+ * stages them), written in the stream's order. */
+static void submit_staged(cudaStream_t stream, void *dst, const void *src, size_t bytes)
+{
+    auto staged = std::make_shared<std::vector<char>>(static_cast<const char *>(src),
+                                                      static_cast<const char *>(src) + bytes);
+    cuemu_submit(stream, [dst, staged](cudaStream_t) { memcpy(dst, staged->data(), staged->size()); });
+}
+
+/* On the legacy default stream, which non-blocking streams are not ordered
+ * after. As CUDA documents: from pageable memory to the device it returns
+ * once the bytes are staged, device to device without waiting; from
+ * pinned memory, and to host memory, once the copy is done. */
 cudaError_t cudaMemcpy(void *dst, const void *src, size_t bytes, enum cudaMemcpyKind kind)
 {
     refuse_while_capturing("cudaMemcpy");
-    wait_for(nullptr);
-    return copy_now(dst, src, bytes, kind);
+    refuse_while_draining("cudaMemcpy");
+    if (!valid_kind(kind))
+        return cuemu_set_error(cudaErrorInvalidValue);
+    if (bytes == 0)
+        return cudaSuccess;
+    const copy_ends e = checked_ends("cudaMemcpy", dst, src, bytes, kind);
+    if (e.dst_device && !e.src_device && !is_pinned(src, bytes)) {
+        submit_staged(nullptr, dst, src, bytes);
+        return cudaSuccess;
+    }
+    if (e.dst_device && e.src_device) {
+        cuemu_submit(nullptr, [dst, src, bytes, kind](cudaStream_t) { copy_now(dst, src, bytes, kind); });
+        return cudaSuccess;
+    }
+    const cudaError_t earlier = e.src_device || e.dst_device ? wait_for(nullptr) : cudaSuccess;
+    copy_now(dst, src, bytes, kind);
+    return earlier;
 }
 
 cudaError_t cudaMemcpyAsync(void *dst, const void *src, size_t bytes, enum cudaMemcpyKind kind, cudaStream_t stream)
 {
     check_stream("cudaMemcpyAsync", stream);
+    refuse_while_draining("cudaMemcpyAsync");
     if (capturing.count(stream)) {
         /* Host memory in a captured copy would be read or written at each
          * replay, long after the call: morphogen captures device copies only. */
@@ -391,23 +471,34 @@ cudaError_t cudaMemcpyAsync(void *dst, const void *src, size_t bytes, enum cudaM
     if (bytes == 0)
         return cudaSuccess;
     const copy_ends e = checked_ends("cudaMemcpyAsync", dst, src, bytes, kind);
-    /* Pinned host memory, like device memory, is read or written when the
-     * copy runs; pageable memory as CUDA documents: its bytes are taken
-     * (staged) at the call, and a copy into it returns complete. Pinned
-     * memory that a queued copy will write reads as NaN until it has: on a
-     * GPU it holds old or new bytes, so a read before the synchronisation
-     * is a bug, which NaN makes loud. */
-    if ((e.src_device || is_pinned(src, bytes)) && (e.dst_device || is_pinned(dst, bytes))) {
-        if (!e.dst_device)
-            memset(dst, 0xFF, bytes);
-        cuemu_submit(stream, [dst, src, bytes, kind](cudaStream_t) { copy_now(dst, src, bytes, kind); });
-    } else if (!e.src_device && e.dst_device) {
-        auto staged = std::make_shared<std::vector<char>>(static_cast<const char *>(src),
-                                                          static_cast<const char *>(src) + bytes);
-        cuemu_submit(stream, [dst, staged](cudaStream_t) { memcpy(dst, staged->data(), staged->size()); });
-    } else {
-        wait_for(stream);
+    const bool src_pinned = !e.src_device && is_pinned(src, bytes);
+    const bool dst_pinned = !e.dst_device && is_pinned(dst, bytes);
+    if (!e.src_device && !e.dst_device) { /* host to host: immediate */
         copy_now(dst, src, bytes, kind);
+        return cudaSuccess;
+    }
+    if ((e.src_device || src_pinned) && (e.dst_device || dst_pinned)) {
+        /* Pinned memory, like device memory, is read or written when the
+         * copy runs. Until then a pinned destination reads NaN (on a GPU
+         * it holds old or new bytes, so reading it before synchronising is
+         * a bug, which NaN makes loud), unless a copy queued earlier is
+         * still to read it. */
+        if (dst_pinned && !pinned_read_pending(dst, bytes))
+            memset(dst, 0xFF, bytes);
+        std::multiset<std::pair<const char *, size_t>>::iterator read;
+        if (src_pinned)
+            read = pinned_reads.insert({static_cast<const char *>(src), bytes});
+        cuemu_submit(stream, [dst, src, bytes, kind, src_pinned, read](cudaStream_t) {
+            copy_now(dst, src, bytes, kind);
+            if (src_pinned)
+                pinned_reads.erase(read);
+        });
+    } else if (e.dst_device) {
+        submit_staged(stream, dst, src, bytes);
+    } else { /* to pageable memory: returns complete */
+        const cudaError_t earlier = wait_for(stream);
+        copy_now(dst, src, bytes, kind);
+        return earlier;
     }
     return cudaSuccess;
 }
@@ -423,7 +514,8 @@ static void set_now(void *ptr, int value, size_t bytes)
 cudaError_t cudaMemsetAsync(void *ptr, int value, size_t bytes, cudaStream_t stream)
 {
     check_stream("cudaMemsetAsync", stream);
-    check_range("cudaMemsetAsync", "destination", ptr, bytes, true);
+    if (bytes)
+        check_range("cudaMemsetAsync", "destination", ptr, bytes, true);
     cuemu_submit(stream, [ptr, value, bytes](cudaStream_t) { set_now(ptr, value, bytes); });
     return cudaSuccess;
 }
@@ -439,9 +531,11 @@ cudaError_t cudaStreamCreateWithFlags(cudaStream_t *stream, unsigned int flags)
     return cudaSuccess;
 }
 
-/* Its queued work still runs, as on a GPU. */
+/* Its queued work still runs, as on a GPU, though here before the call
+ * returns (CUDA returns at once and finishes it later). */
 cudaError_t cudaStreamDestroy(cudaStream_t stream)
 {
+    refuse_while_draining("cudaStreamDestroy");
     if (!stream || !streams.count(stream))
         cuemu_fatal("cudaStreamDestroy of a stream that does not exist (destroyed twice?)");
     wait_for(stream);
@@ -455,25 +549,26 @@ cudaError_t cudaStreamSynchronize(cudaStream_t stream)
 {
     check_stream("cudaStreamSynchronize", stream);
     refuse_while_capturing("cudaStreamSynchronize");
-    wait_for(stream);
-    return cudaSuccess;
+    return wait_for(stream);
 }
 
-/* Queued work: not ready (the work then runs, so that polling ends);
- * otherwise done. Not an error: the last error stays. */
+/* Queued work: not ready (the work then runs, so that polling ends), or
+ * the error it set; otherwise done. Not ready is no error: the last error
+ * stays. */
 cudaError_t cudaStreamQuery(cudaStream_t stream)
 {
     check_stream("cudaStreamQuery", stream);
     refuse_while_capturing("cudaStreamQuery");
     if (queues[queue_key(stream)].empty())
         return cudaSuccess;
-    wait_for(stream);
-    return cudaErrorNotReady;
+    const cudaError_t e = wait_for(stream);
+    return e != cudaSuccess ? e : cudaErrorNotReady;
 }
 
 cudaError_t cudaLaunchHostFunc(cudaStream_t stream, cudaHostFn_t fn, void *user_data)
 {
     check_stream("cudaLaunchHostFunc", stream);
+    refuse_while_draining("cudaLaunchHostFunc");
     if (!fn)
         return cuemu_set_error(cudaErrorInvalidValue);
     cuemu_submit(stream, [fn, user_data](cudaStream_t) { fn(user_data); });
@@ -489,7 +584,7 @@ cudaError_t cudaStreamBeginCapture(cudaStream_t stream, enum cudaStreamCaptureMo
         return cuemu_set_error(cudaErrorInvalidValue);
     if (capturing.count(stream))
         return cuemu_set_error(cudaErrorIllegalState);
-    capturing[stream] = new recorded_ops;
+    capturing[stream] = std::make_shared<recorded_ops>();
     return cudaSuccess;
 }
 
@@ -499,37 +594,39 @@ cudaError_t cudaStreamEndCapture(cudaStream_t stream, cudaGraph_t *graph)
     auto it = capturing.find(stream);
     if (it == capturing.end())
         return cuemu_set_error(cudaErrorIllegalState);
-    graphs.insert(it->second);
-    *graph = reinterpret_cast<cudaGraph_t>(it->second);
+    graphs[it->second.get()] = it->second;
+    *graph = reinterpret_cast<cudaGraph_t>(it->second.get());
     capturing.erase(it);
     return cudaSuccess;
 }
 
-static recorded_ops *graph_ops(const void *handle, const char *call)
+static std::shared_ptr<recorded_ops> graph_ops(const void *handle, const char *call)
 {
-    auto *ops = static_cast<recorded_ops *>(const_cast<void *>(handle));
-    if (!graphs.count(ops))
+    auto it = graphs.find(handle);
+    if (it == graphs.end())
         cuemu_fatal("%s of a graph that does not exist (destroyed?)", call);
-    return ops;
+    return it->second;
 }
 
 cudaError_t cudaGraphInstantiate(cudaGraphExec_t *exec, cudaGraph_t graph, unsigned long long flags)
 {
     if (flags != 0)
         return cuemu_set_error(cudaErrorInvalidValue);
-    auto *copy = new recorded_ops(*graph_ops(graph, "cudaGraphInstantiate"));
-    graphs.insert(copy);
-    *exec = reinterpret_cast<cudaGraphExec_t>(copy);
+    auto copy = std::make_shared<recorded_ops>(*graph_ops(graph, "cudaGraphInstantiate"));
+    graphs[copy.get()] = copy;
+    *exec = reinterpret_cast<cudaGraphExec_t>(copy.get());
     return cudaSuccess;
 }
 
 /* The replay joins the stream's queue. Its launches were checked when they
- * were captured; a refusal at the replay would set the last error then. */
+ * were captured and are checked again when they run; a refusal then is
+ * the error of the synchronisation that waited for it. */
 cudaError_t cudaGraphLaunch(cudaGraphExec_t exec, cudaStream_t stream)
 {
     check_stream("cudaGraphLaunch", stream);
     refuse_while_capturing("cudaGraphLaunch");
-    recorded_ops *ops = graph_ops(exec, "cudaGraphLaunch");
+    refuse_while_draining("cudaGraphLaunch");
+    std::shared_ptr<recorded_ops> ops = graph_ops(exec, "cudaGraphLaunch");
     queues[queue_key(stream)].push_back([ops, stream] {
         for (auto &op : *ops)
             op(stream);
@@ -539,10 +636,9 @@ cudaError_t cudaGraphLaunch(cudaGraphExec_t exec, cudaStream_t stream)
 
 static cudaError_t destroy_graph(const void *handle, const char *call)
 {
-    wait_for_all(); /* a queued replay of it still runs */
-    auto *ops = graph_ops(handle, call);
-    graphs.erase(ops);
-    delete ops;
+    refuse_while_draining(call);
+    graph_ops(handle, call);
+    graphs.erase(handle);
     return cudaSuccess;
 }
 
@@ -552,8 +648,7 @@ cudaError_t cudaGraphDestroy(cudaGraph_t graph) { return destroy_graph(graph, "c
 cudaError_t cudaDeviceSynchronize(void)
 {
     refuse_while_capturing("cudaDeviceSynchronize");
-    wait_for_all();
-    return cudaSuccess;
+    return wait_for_all();
 }
 
 } /* extern "C" */

@@ -251,14 +251,16 @@ int main(void)
     /* Work is asynchronous, as on a GPU: it runs when its stream is waited
      * for, not when it is queued. */
     {
-        cudaStream_t s;
+        cudaStream_t s, s2;
         cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking);
+        cudaStreamCreateWithFlags(&s2, cudaStreamNonBlocking);
         float *pin = nullptr, before[BLOCKS], seen = -1;
         cudaMallocHost((void **)&pin, sizeof got);
         memset(pin, 0, sizeof got);
         for (int i = 0; i < BLOCKS; i++)
             before[i] = -(float)i;
         cudaMemcpy(out, before, sizeof before, cudaMemcpyHostToDevice);
+        cudaStreamSynchronize(0); /* staged, not yet written: s is not ordered after it */
         k_block_sum<<<BLOCKS, THREADS, 0, s>>>(in, out, 1);
         cudaMemcpyAsync(pin, out, sizeof got, cudaMemcpyDeviceToHost, s);
         cudaLaunchHostFunc(s, [](void *p) { *static_cast<float *>(p) = 1; }, &seen);
@@ -271,7 +273,12 @@ int main(void)
               "a stream with queued work is not ready, and that is no error");
         check(cudaStreamQuery(s) == cudaSuccess && memcmp(pin, expect, sizeof got) == 0 && seen == 1,
               "then it is done: the kernel, the copy and the host function ran in order");
+
         cudaMemcpy(out, before, sizeof before, cudaMemcpyHostToDevice);
+        cudaMemcpyAsync(got, out, sizeof got, cudaMemcpyDeviceToHost, s);
+        check(memcmp(got, expect, sizeof got) == 0,
+              "a non-blocking stream is not ordered after a cudaMemcpy from pageable memory (staged, not written)");
+        cudaStreamSynchronize(0);
         k_block_sum<<<BLOCKS, THREADS, 0, s>>>(in, out, 1);
         cudaMemcpyAsync(got, out, sizeof got, cudaMemcpyDeviceToHost, s);
         check(memcmp(got, expect, sizeof got) == 0, "a copy into pageable memory returns complete");
@@ -282,12 +289,56 @@ int main(void)
         cudaStreamSynchronize(s);
         cudaMemcpy(got, out, sizeof got, cudaMemcpyDeviceToHost);
         check(memcmp(got, before, sizeof got) == 0, "a copy from pageable memory takes its bytes at the call");
+        cudaMemcpyAsync(got, staged, sizeof got, cudaMemcpyHostToHost, s);
+        check(got[0] == 1e9f, "a host-to-host copy is immediate");
+
+        /* pin holds `expect`: a copy out of it, then one into it. */
+        cudaMemcpyAsync(out, pin, sizeof got, cudaMemcpyHostToDevice, s);
+        cudaMemcpyAsync(pin, in, sizeof got, cudaMemcpyDeviceToHost, s);
+        cudaStreamSynchronize(s);
+        cudaMemcpy(got, out, sizeof got, cudaMemcpyDeviceToHost);
+        check(memcmp(got, expect, sizeof got) == 0 && memcmp(pin, host_in, sizeof got) == 0,
+              "a copy out of pinned memory queued before a copy into it reads what was there");
+
+        /* Destroying a graph waits for nothing. */
+        cudaMemcpyAsync(pin, out, sizeof got, cudaMemcpyDeviceToHost, s);
+        cudaGraph_t graph;
+        cudaStreamBeginCapture(s2, cudaStreamCaptureModeThreadLocal);
+        cudaMemsetAsync(out, 0, sizeof got, s2);
+        cudaStreamEndCapture(s2, &graph);
+        cudaGraphDestroy(graph);
+        check(isnan(pin[0]), "destroying a graph does not run other work");
         k_block_sum<<<BLOCKS, THREADS, 0, s>>>(in, out, 1);
         cudaDeviceSynchronize();
         cudaMemcpy(got, out, sizeof got, cudaMemcpyDeviceToHost);
-        check(memcmp(got, expect, sizeof got) == 0, "cudaDeviceSynchronize waits for every stream");
+        check(memcmp(got, expect, sizeof got) == 0 && memcmp(pin, expect, sizeof got) == 0,
+              "cudaDeviceSynchronize waits for every stream");
+
+        /* A replayed launch refused when it runs (its kernel's shared-memory
+         * limit lowered since the capture): the synchronisation says so. */
+        const size_t smem = 64 * 1024;
+        cudaFuncSetAttribute(k_read_unwritten, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
+        cudaGraphExec_t exec;
+        cudaStreamBeginCapture(s, cudaStreamCaptureModeThreadLocal);
+        k_read_unwritten<<<1, 32, smem, s>>>(out);
+        cudaStreamEndCapture(s, &graph);
+        cudaGraphInstantiate(&exec, graph, 0);
+        cudaFuncSetAttribute(k_read_unwritten, cudaFuncAttributeMaxDynamicSharedMemorySize, 0);
+        check(cudaGraphLaunch(exec, s) == cudaSuccess && cudaStreamSynchronize(s) == cudaErrorInvalidValue &&
+                  cudaGetLastError() == cudaErrorInvalidValue && cudaGetLastError() == cudaSuccess,
+              "a launch refused at a graph's replay is the error of the synchronisation that waits for it");
+        cudaGraphExecDestroy(exec);
+        cudaGraphDestroy(graph);
+        cudaFuncSetAttribute(k_read_unwritten, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
+
+        check(dies_saying([&] {
+                  cudaLaunchHostFunc(s, [](void *) { cudaDeviceSynchronize(); }, nullptr);
+                  cudaStreamSynchronize(s);
+              }, "from work that runs in a stream"),
+              "a host function that calls CUDA stops the emulation");
         cudaFreeHost(pin);
         cudaStreamDestroy(s);
+        cudaStreamDestroy(s2);
     }
 
     /* While a stream is captured, what CUDA refuses from the capturing

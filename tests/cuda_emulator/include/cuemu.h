@@ -96,6 +96,7 @@ struct cuemu_launch_config {
     dim3 grid, block;
     size_t dynamic_smem;
     cudaStream_t stream;
+    bool replayed; /* from a graph: checked again when it runs */
 };
 
 /* runtime_api.cc: puts `op` on `stream`, as a GPU's work is: when the
@@ -104,13 +105,14 @@ struct cuemu_launch_config {
  * when something waits for the stream (a synchronisation, a query, a copy
  * to pageable host memory), not at the call. */
 void cuemu_submit(cudaStream_t stream, std::function<void(cudaStream_t)> op);
+bool cuemu_capturing(cudaStream_t stream);
 
 /* Checks the configuration at the launch, as a GPU does: a refused launch
  * says why on stderr, sets the last error and returns false. */
 bool cuemu_launch_accepted(const cuemu_launch_config &config);
 
-/* Checks the configuration again (a replayed graph's launch), then runs
- * thread_body(ctx) once per thread of the grid. */
+/* Checks a replayed graph's launch again (with the kernel's attributes as
+ * they are then), then runs thread_body(ctx) once per thread of the grid. */
 void cuemu_launch(const cuemu_launch_config &config, void (*thread_body)(void *ctx), void *ctx);
 
 /* runtime_api.cc: stops the emulation unless p is null or points into (or
@@ -178,9 +180,11 @@ template <class... P> struct cuemu_launch_expr {
         const cuemu_launch_config c = config;
         if (!cuemu_launch_accepted(c))
             return;
-        cuemu_submit(c.stream, [k, c, params](cudaStream_t on) {
+        const bool recorded = cuemu_capturing(c.stream);
+        cuemu_submit(c.stream, [k, c, params, recorded](cudaStream_t on) {
             cuemu_launch_config at = c;
             at.stream = on;
+            at.replayed = recorded;
             run(k, at, *params);
         });
     }
@@ -190,7 +194,7 @@ template <class... P>
 cuemu_launch_expr<P...> cuemu_kernel(void (*kernel)(P...), const char *name, dim3 grid, dim3 block,
                                      size_t dynamic_smem = 0, cudaStream_t stream = 0)
 {
-    return {kernel, {reinterpret_cast<const void *>(kernel), name, grid, block, dynamic_smem, stream}};
+    return {kernel, {reinterpret_cast<const void *>(kernel), name, grid, block, dynamic_smem, stream, false}};
 }
 
 /* ---- for the emulator's own self-check (selfcheck.cu) ---- */
