@@ -170,7 +170,8 @@ if [ -n "$morphogen" ]; then
             # failure, kept, saves a device call to ask for it.
             if [ "$t" = test_cuda_nccl ] && [ -n "${OUT:-}" ] && [ "$rc" -ne 124 ] && [ "$rc" -ne 137 ]; then
                 NCCL_DEBUG=INFO MORPHOGEN_NCCL="$nccl" tmo 30 "$tests_dir/$t" >"$work/nccl_debug.log" 2>&1
-                mkdir -p "$OUT" && cp "$work/nccl_debug.log" "$OUT/" && note="output above; NCCL_DEBUG=INFO rerun in \$OUT/nccl_debug.log"
+                mkdir -p "$OUT" && cp "$work/nccl_debug.log" "$OUT/" &&
+                    note="output above; NCCL_DEBUG=INFO rerun in \$OUT/nccl_debug.log"
             fi
             row "$t" "FAILED" "$note"
             grep -q SKIPPED "$work/$t.log" || device_ok=1

@@ -625,11 +625,10 @@ cudaError_t cudaGraphLaunch(cudaGraphExec_t exec, cudaStream_t stream)
 {
     check_stream("cudaGraphLaunch", stream);
     refuse_while_capturing("cudaGraphLaunch");
-    refuse_while_draining("cudaGraphLaunch");
     std::shared_ptr<recorded_ops> ops = graph_ops(exec, "cudaGraphLaunch");
-    queues[queue_key(stream)].push_back([ops, stream] {
+    cuemu_submit(stream, [ops](cudaStream_t on) {
         for (auto &op : *ops)
-            op(stream);
+            op(on);
     });
     return cudaSuccess;
 }
