@@ -169,7 +169,20 @@ __device__ __forceinline__ void mg_mlp_backward(const mg_cuda_step &a, const mg_
     }
 }
 
-__global__ void __launch_bounds__(MG_CUDA_THREADS)
+/* For sm_75, ptxas (CUDA 13.0) left to the thread count alone holds
+ * k_mlp_backward to 64 registers (4 blocks per SM) and spills 4 bytes; 2
+ * blocks per SM (102 registers) spill nothing. An sm_75 SM's 64 KB of
+ * shared memory holds 2 blocks only for tile layouts of up to 32 KB
+ * (H up to 40 at C = 16; the Distill config's, 76 KB, does not fit at
+ * all), so only such small models lose blocks. Elsewhere (sm_90 included) ptxas's own
+ * choice spills nothing and is kept. */
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ == 750
+#define MLP_BACKWARD_BOUNDS __launch_bounds__(MG_CUDA_THREADS, 2)
+#else
+#define MLP_BACKWARD_BOUNDS __launch_bounds__(MG_CUDA_THREADS)
+#endif
+
+__global__ void MLP_BACKWARD_BOUNDS
 k_mlp_backward(mg_cuda_step a, mg_cuda_work w, const float *__restrict__ s_in, const float *__restrict__ g_out)
 {
     extern __shared__ float4 smem_b4[];

@@ -18,7 +18,19 @@
 #include "nca_device.cuh"
 #include "step_internal.cuh"
 
-__global__ void __launch_bounds__(MG_CUDA_THREADS)
+/* For sm_100, ptxas (CUDA 13.0) left to the thread count alone holds
+ * k_mlp_forward to 48 registers and spills 12 bytes; 4 blocks per SM (64
+ * registers) spill nothing. A fifth block is lost only where the shared
+ * memory would have allowed it, for tile layouts of up to 45 KB (H up to
+ * 68 at C = 16; the Distill config's is 76 KB: 2 blocks per SM either way). Elsewhere (sm_90
+ * included) ptxas's own choice spills nothing and is kept. */
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ == 1000
+#define MLP_FORWARD_BOUNDS __launch_bounds__(MG_CUDA_THREADS, 4)
+#else
+#define MLP_FORWARD_BOUNDS __launch_bounds__(MG_CUDA_THREADS)
+#endif
+
+__global__ void MLP_FORWARD_BOUNDS
 k_mlp_forward(mg_cuda_step a, mg_cuda_work w, const float *__restrict__ s_in, float *__restrict__ s_mid)
 {
     extern __shared__ float4 smem_f4[];
@@ -61,7 +73,18 @@ k_mlp_forward(mg_cuda_step a, mg_cuda_work w, const float *__restrict__ s_in, fl
 /* A block per span of cells, so that it counts its span's flags. */
 #define FINISH_THREADS MG_CUDA_SPAN_CELLS
 
-__global__ void __launch_bounds__(FINISH_THREADS)
+/* ptxas (CUDA 13.0), left to the thread count alone, aims k_finish at 48
+ * registers (5 blocks per SM) for sm_80 and sm_100 and spills 8 and 12
+ * bytes there; asked for those 5 blocks outright it allocates 48 and 46
+ * registers without spilling, so the occupancy is the same. Elsewhere
+ * (sm_90 included) ptxas's own choice spills nothing and is kept. */
+#if defined(__CUDA_ARCH__) && (__CUDA_ARCH__ == 800 || __CUDA_ARCH__ == 1000)
+#define FINISH_BOUNDS __launch_bounds__(FINISH_THREADS, 5)
+#else
+#define FINISH_BOUNDS __launch_bounds__(FINISH_THREADS)
+#endif
+
+__global__ void FINISH_BOUNDS
 k_finish(mg_cuda_step a, mg_cuda_work w, const float *__restrict__ s_in, const float *__restrict__ s_mid,
          float *__restrict__ s_out, unsigned char *__restrict__ alive_out, int *__restrict__ mlp_count_out)
 {

@@ -455,7 +455,22 @@ k_mlp_backward_tf32_keep4(mg_cuda_step a, mg_cuda_work w, const float *__restric
     MG_TC_BACKWARD(4);
 }
 
-__global__ void __launch_bounds__(MG_CUDA_THREADS)
+/* Eight kept fragments are 64 accumulator registers per thread. Below
+ * sm_90, ptxas (CUDA 13.0) left to the thread count alone holds this kernel
+ * to 128 registers and spills 140 bytes (sm_80, sm_86, sm_89); asked for
+ * one block per SM it takes 168 and spills nothing. That costs no
+ * occupancy: every shape that needs eight fragments (33 to 64 gradient
+ * tiles) stages at least 80 KiB of shared memory (C = 38, H = 33 the
+ * least), so an sm_86 or sm_89 SM never holds two such blocks, and an sm_80
+ * SM only for C = 38..42 with H = 33..48. sm_90 keeps ptxas's own choice
+ * (213 registers, no spills). */
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 900
+#define MG_TC_KEEP8_BOUNDS __launch_bounds__(MG_CUDA_THREADS, 1)
+#else
+#define MG_TC_KEEP8_BOUNDS __launch_bounds__(MG_CUDA_THREADS)
+#endif
+
+__global__ void MG_TC_KEEP8_BOUNDS
 k_mlp_backward_tf32_keep8(mg_cuda_step a, mg_cuda_work w, const float *__restrict__ s_in,
                           const float *__restrict__ g_out)
 {
