@@ -13,6 +13,8 @@
 #include <cuda_runtime_api.h>
 
 #include "backend_cuda_internal.h"
+#include "mg_cuda_build.h"
+#include "morphogen/gpu_arch.h"
 
 _Static_assert(MG_CELL_FROZEN == 1 && MG_CELL_FROZEN_RGBA == 2,
                "kernels/nca_device.cuh repeats the MG_CELL_* values");
@@ -430,7 +432,7 @@ mg_backend *mg_backend_cuda_create(const mg_config *cfg, const mg_nca_dims *dims
     /* One GPU per rank: a node's ranks take its GPUs in turn (ranks share
      * GPUs only when a node has more ranks than GPUs). A scheduler that
      * gives each rank one visible GPU (CUDA_VISIBLE_DEVICES) makes it 0. */
-    int count = 0, smem_optin = 0, cc_major = 0;
+    int count = 0, smem_optin = 0, cc_major = 0, cc_minor = 0;
     cudaError_t e = cudaGetDeviceCount(&count);
     cb->device = comm && count > 0 ? comm->local_rank % count : 0;
     if (e == cudaSuccess)
@@ -439,6 +441,8 @@ mg_backend *mg_backend_cuda_create(const mg_config *cfg, const mg_nca_dims *dims
         e = cudaDeviceGetAttribute(&smem_optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, cb->device);
     if (e == cudaSuccess)
         e = cudaDeviceGetAttribute(&cc_major, cudaDevAttrComputeCapabilityMajor, cb->device);
+    if (e == cudaSuccess)
+        e = cudaDeviceGetAttribute(&cc_minor, cudaDevAttrComputeCapabilityMinor, cb->device);
     if (e != cudaSuccess) {
         char what[64];
         snprintf(what, sizeof what, "selecting GPU %d", cb->device);
@@ -450,6 +454,26 @@ mg_backend *mg_backend_cuda_create(const mg_config *cfg, const mg_nca_dims *dims
         mg_fail(err, "run.matmul: 'tf32' needs tensor cores with TF32 (compute capability 8.0 or newer), and GPU %d "
                      "is %d.x; use run.matmul = fp32",
                 cb->device, cc_major);
+        cuda_destroy(be);
+        return NULL;
+    }
+    /* Before any kernel is touched: a GPU without code in this build would
+     * otherwise fail at the first kernel with "no kernel image". */
+    if (mg_gpu_arch_runs(MG_CUDA_ARCHITECTURES, cc_major, cc_minor) == 0) {
+        /* CUDA 13 compiles for compute capability 7.5 and newer only: an
+         * older GPU needs another toolkit, not another list. */
+        int runtime = 0;
+        char how[160];
+        if (cc_major * 10 + cc_minor < 75 && cudaRuntimeGetVersion(&runtime) == cudaSuccess && runtime >= 13000)
+            snprintf(how, sizeof how, "CUDA %d.%d, which built it, compiles for compute capability 7.5 and newer "
+                                      "only: build morphogen with CUDA 12 for this GPU",
+                     runtime / 1000, runtime % 1000 / 10);
+        else
+            snprintf(how, sizeof how, "rebuild with -DMORPHOGEN_CUDA_ARCHITECTURES=\"%d%d;%s\"", cc_major, cc_minor,
+                     MG_CUDA_ARCHITECTURES);
+        mg_fail(err, "cuda backend: GPU %d is compute capability %d.%d, and this morphogen was built for CUDA "
+                     "architectures %s only, which it cannot run; %s, or use run.backend = cpu",
+                cb->device, cc_major, cc_minor, MG_CUDA_ARCHITECTURES, how);
         cuda_destroy(be);
         return NULL;
     }

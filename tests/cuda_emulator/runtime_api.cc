@@ -238,13 +238,13 @@ cudaError_t cudaSetDevice(int device)
     return device >= 0 && device < device_count() ? cudaSuccess : cuemu_set_error(cudaErrorInvalidDevice);
 }
 
-/* The emulated GPUs are compute capability 9.x (an H100/H200's), or
- * MG_CUEMU_CC_MAJOR.x (1..99) to play an older GPU. */
-static int compute_capability_major()
+/* The emulated GPUs are compute capability 9.0 (an H100/H200's), or
+ * MG_CUEMU_CC_MAJOR.MG_CUEMU_CC_MINOR (1..99, 0..9) to play another GPU. */
+static int compute_capability(const char *name, int fallback, int least, int most)
 {
-    const char *env = getenv("MG_CUEMU_CC_MAJOR");
-    const int major = env ? atoi(env) : 9;
-    return major >= 1 && major <= 99 ? major : 9;
+    const char *env = getenv(name);
+    const int v = env ? atoi(env) : fallback;
+    return v >= least && v <= most ? v : fallback;
 }
 
 cudaError_t cudaDeviceGetAttribute(int *value, enum cudaDeviceAttr attr, int device)
@@ -254,7 +254,9 @@ cudaError_t cudaDeviceGetAttribute(int *value, enum cudaDeviceAttr attr, int dev
     if (attr == cudaDevAttrMaxSharedMemoryPerBlockOptin)
         *value = CUEMU_SMEM_OPTIN;
     else if (attr == cudaDevAttrComputeCapabilityMajor)
-        *value = compute_capability_major();
+        *value = compute_capability("MG_CUEMU_CC_MAJOR", 9, 1, 99);
+    else if (attr == cudaDevAttrComputeCapabilityMinor)
+        *value = compute_capability("MG_CUEMU_CC_MINOR", 0, 0, 9);
     else
         return cuemu_set_error(cudaErrorInvalidValue);
     return cudaSuccess;

@@ -17,7 +17,10 @@
 #    the emulator's mma.h): 2 ranks over NCCL equal 1 rank bit for bit, the
 #    losses differ from the fp32 run's (the tensor-core kernels ran) but stay
 #    within TF32's tolerance of the CPU's, and a GPU older than compute
-#    capability 8.0 (MG_CUEMU_CC_MAJOR=7) is refused with one line.
+#    capability 8.0 (MG_CUEMU_CC_MAJOR=7) is refused with one line;
+#  - a GPU the build has no code for (compute capability 3.0, for the
+#    architectures in MG_CUDA_BUILD_H, the build's generated header) is
+#    refused with one line naming both and the way out.
 set -euo pipefail
 source "$MG_SOURCE_DIR/tests/cli/lib.sh"
 : "${MORPHOGEN_CPU:?MORPHOGEN_CPU must name the plain morphogen executable}"
@@ -182,4 +185,27 @@ MG_CUEMU_CC_MAJOR=7 "$MORPHOGEN" train "${RUN[@]}" --set run.backend=cuda --set 
 [ "$(wc -l <old.err)" = 1 ] && grep -qF "run.matmul: 'tf32' needs tensor cores with TF32 (compute capability 8.0 or newer), and GPU 0 is 7.x" old.err ||
     fail "tf32 on compute capability 7.x is not refused in one line: $(cat old.err)"
 [ ! -e old.h5 ] || fail "the refused tf32 run left a run file"
+: "${MG_CUDA_BUILD_H:?MG_CUDA_BUILD_H must name mg_cuda_build.h of this build}"
+archs=$(sed -n 's/^#define MG_CUDA_ARCHITECTURES "\(.*\)"$/\1/p' "$MG_CUDA_BUILD_H")
+numbers='^[0-9]{2,3}a?(-real|-virtual)?(;[0-9]{2,3}a?(-real|-virtual)?)*$'
+# refused CC NAME WAY: a GPU of compute capability CC (major.minor) is
+# refused before training in exactly one line, ending in WAY.
+refused() {
+    local rc=0
+    MG_CUEMU_CC_MAJOR=${1%.*} MG_CUEMU_CC_MINOR=${1#*.} "$MORPHOGEN" train "${RUN[@]}" --set run.backend=cuda \
+        --out "$2.h5" >/dev/null 2>"$2.err" || rc=$?
+    [ "$rc" = 1 ] || fail "compute capability $1, no code in this build: exit $rc, expected 1: $(cat "$2.err")"
+    local want="morphogen: cuda backend: GPU 0 is compute capability $1, and this morphogen was built for CUDA"
+    want+=" architectures $archs only, which it cannot run; $3, or use run.backend = cpu"
+    [ "$(cat "$2.err")" = "$want" ] || fail "compute capability $1: not the one line expected: $(cat "$2.err")"
+    [ ! -e "$2.h5" ] || fail "the refused run on compute capability $1 left a run file"
+}
+if [[ $archs =~ $numbers ]]; then
+    # Older than CUDA 13 compiles for (the emulator says it is runtime 13.0).
+    refused 3.0 kepler "CUDA 13.0, which built it, compiles for compute capability 7.5 and newer only: build morphogen with CUDA 12 for this GPU"
+    # A T4 with the default list: another list helps.
+    [ "$archs" != "80;90" ] || refused 7.5 turing "rebuild with -DMORPHOGEN_CUDA_ARCHITECTURES=\"75;80;90\""
+else
+    echo "cuda_emulated_train: MORPHOGEN_CUDA_ARCHITECTURES=$archs has entries beyond numbers: no refusal to check"
+fi
 echo "cuda backend on the emulator: 1 and 2 ranks identical (MPI and emulated-NCCL exchange), losses equal to the cpu backend to 1e-5; tf32: 1 and 2 ranks identical, losses within 1e-3 of the cpu's, refused below compute capability 8.0"
