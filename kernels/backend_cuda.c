@@ -402,6 +402,40 @@ int mg_cuda_device_available(char *why, size_t why_len)
     return 1;
 }
 
+/* Whether the driver finds code in this build for GPU `device`, of compute
+ * capability major.minor, asked before anything else touches a kernel: 0,
+ * or -1 with err saying why and what to do. The driver decides (code may
+ * come from more than MORPHOGEN_CUDA_ARCHITECTURES, e.g. CMAKE_CUDA_FLAGS);
+ * the list only words the message. */
+static int check_code_for_gpu(int device, int major, int minor, mg_error *err)
+{
+    const cudaError_t e = mg_cuda_probe_kernels();
+    if (e == cudaSuccess)
+        return 0;
+    mg_cuda_clear_last_error();
+    if (mg_gpu_arch_runs(MG_CUDA_ARCHITECTURES, major, minor) != 0)
+        return mg_cuda_fail(err, e, "loading the kernels (was morphogen built for this GPU's architecture? see "
+                                    "MORPHOGEN_CUDA_ARCHITECTURES)");
+    /* Another list helps only where this toolkit compiles for the GPU:
+     * CUDA 13 for compute capability 7.5 and newer, 12 for 5.0 and newer. */
+    const int cc = major * 10 + minor;
+    int runtime = 0;
+    char how[192];
+    if (cc < 50)
+        snprintf(how, sizeof how, "no CUDA toolkit that morphogen builds with (12 or newer) compiles for it: use "
+                                  "run.backend = cpu");
+    else if (cc < 75 && cudaRuntimeGetVersion(&runtime) == cudaSuccess && runtime >= 13000)
+        snprintf(how, sizeof how, "CUDA %d.%d, which built it, compiles for compute capability 7.5 and newer only: "
+                                  "build morphogen with CUDA 12 for this GPU, or use run.backend = cpu",
+                 runtime / 1000, runtime % 1000 / 10);
+    else
+        snprintf(how, sizeof how, "rebuild with -DMORPHOGEN_CUDA_ARCHITECTURES=\"%d;%s\", or use run.backend = cpu",
+                 cc, MG_CUDA_ARCHITECTURES);
+    return mg_fail(err, "cuda backend: GPU %d is compute capability %d.%d, and this morphogen was built for CUDA "
+                        "architectures %s only, which it cannot run; %s",
+                   device, major, minor, MG_CUDA_ARCHITECTURES, how);
+}
+
 mg_backend *mg_backend_cuda_create(const mg_config *cfg, const mg_nca_dims *dims, int max_steps, const mg_comm *comm,
                                    mg_error *err)
 {
@@ -457,23 +491,7 @@ mg_backend *mg_backend_cuda_create(const mg_config *cfg, const mg_nca_dims *dims
         cuda_destroy(be);
         return NULL;
     }
-    /* Before any kernel is touched: a GPU without code in this build would
-     * otherwise fail at the first kernel with "no kernel image". */
-    if (mg_gpu_arch_runs(MG_CUDA_ARCHITECTURES, cc_major, cc_minor) == 0) {
-        /* CUDA 13 compiles for compute capability 7.5 and newer only: an
-         * older GPU needs another toolkit, not another list. */
-        int runtime = 0;
-        char how[160];
-        if (cc_major * 10 + cc_minor < 75 && cudaRuntimeGetVersion(&runtime) == cudaSuccess && runtime >= 13000)
-            snprintf(how, sizeof how, "CUDA %d.%d, which built it, compiles for compute capability 7.5 and newer "
-                                      "only: build morphogen with CUDA 12 for this GPU",
-                     runtime / 1000, runtime % 1000 / 10);
-        else
-            snprintf(how, sizeof how, "rebuild with -DMORPHOGEN_CUDA_ARCHITECTURES=\"%d%d;%s\"", cc_major, cc_minor,
-                     MG_CUDA_ARCHITECTURES);
-        mg_fail(err, "cuda backend: GPU %d is compute capability %d.%d, and this morphogen was built for CUDA "
-                     "architectures %s only, which it cannot run; %s, or use run.backend = cpu",
-                cb->device, cc_major, cc_minor, MG_CUDA_ARCHITECTURES, how);
+    if (check_code_for_gpu(cb->device, cc_major, cc_minor, err) != 0) {
         cuda_destroy(be);
         return NULL;
     }

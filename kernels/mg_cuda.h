@@ -93,6 +93,12 @@ int mg_cuda_fma_keeps_partials(int channels, int hidden, int smem_optin);
  * the 48 KiB default; must not exceed the device's opt-in limit). */
 cudaError_t mg_cuda_mlp_configure(size_t bytes, int tf32);
 
+/* Whether the driver finds code in this build for the current GPU: the
+ * attributes of one kernel, which loads it (cudaErrorNoKernelImageForDevice
+ * or another error when it cannot). The backend asks before anything else
+ * touches a kernel. */
+cudaError_t mg_cuda_probe_kernels(void);
+
 /* Weight-gradient tiles each warp of the tensor-core backward kernel keeps
  * in registers across its block's cell tiles for C channels and H hidden
  * units: 4 or 8, or 0 when they would not fit (step_tf32.cu). */

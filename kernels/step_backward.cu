@@ -177,12 +177,12 @@ __device__ __forceinline__ void mg_mlp_backward(const mg_cuda_step &a, const mg_
  * all), so only such small models lose blocks. Elsewhere (sm_90 included) ptxas's own
  * choice spills nothing and is kept. */
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ == 750
-#define MLP_BACKWARD_BOUNDS __launch_bounds__(MG_CUDA_THREADS, 2)
+#define MLP_BACKWARD_MIN_BLOCKS 2
 #else
-#define MLP_BACKWARD_BOUNDS __launch_bounds__(MG_CUDA_THREADS)
+#define MLP_BACKWARD_MIN_BLOCKS 0 /* no minimum: ptxas's own choice */
 #endif
 
-__global__ void MLP_BACKWARD_BOUNDS
+__global__ void __launch_bounds__(MG_CUDA_THREADS, MLP_BACKWARD_MIN_BLOCKS)
 k_mlp_backward(mg_cuda_step a, mg_cuda_work w, const float *__restrict__ s_in, const float *__restrict__ g_out)
 {
     extern __shared__ float4 smem_b4[];

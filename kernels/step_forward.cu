@@ -18,19 +18,20 @@
 #include "nca_device.cuh"
 #include "step_internal.cuh"
 
-/* For sm_100, ptxas (CUDA 13.0) left to the thread count alone holds
- * k_mlp_forward to 48 registers and spills 12 bytes; 4 blocks per SM (64
- * registers) spill nothing. A fifth block is lost only where the shared
- * memory would have allowed it, for tile layouts of up to 45 KB (H up to
- * 68 at C = 16; the Distill config's is 76 KB: 2 blocks per SM either way). Elsewhere (sm_90
- * included) ptxas's own choice spills nothing and is kept. */
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ == 1000
-#define MLP_FORWARD_BOUNDS __launch_bounds__(MG_CUDA_THREADS, 4)
+/* For sm_100, sm_103 and sm_110, ptxas (CUDA 13.0) left to the thread
+ * count alone holds k_mlp_forward to 48 registers and spills 12 bytes; 4
+ * blocks per SM (64 registers) spill nothing. On sm_100 a fifth block is
+ * lost only where the shared memory would have allowed it, for tile
+ * layouts of up to 45 KB (H up to 68 at C = 16; the Distill config's is
+ * 76 KB: 2 blocks per SM either way). Elsewhere (sm_90 included) ptxas's
+ * own choice spills nothing and is kept (a minimum of 0 is no minimum). */
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 1000 && __CUDA_ARCH__ < 1200
+#define MLP_FORWARD_MIN_BLOCKS 4
 #else
-#define MLP_FORWARD_BOUNDS __launch_bounds__(MG_CUDA_THREADS)
+#define MLP_FORWARD_MIN_BLOCKS 0 /* no minimum: ptxas's own choice */
 #endif
 
-__global__ void MLP_FORWARD_BOUNDS
+__global__ void __launch_bounds__(MG_CUDA_THREADS, MLP_FORWARD_MIN_BLOCKS)
 k_mlp_forward(mg_cuda_step a, mg_cuda_work w, const float *__restrict__ s_in, float *__restrict__ s_mid)
 {
     extern __shared__ float4 smem_f4[];
@@ -74,17 +75,18 @@ k_mlp_forward(mg_cuda_step a, mg_cuda_work w, const float *__restrict__ s_in, fl
 #define FINISH_THREADS MG_CUDA_SPAN_CELLS
 
 /* ptxas (CUDA 13.0), left to the thread count alone, aims k_finish at 48
- * registers (5 blocks per SM) for sm_80 and sm_100 and spills 8 and 12
- * bytes there; asked for those 5 blocks outright it allocates 48 and 46
- * registers without spilling, so the occupancy is the same. Elsewhere
- * (sm_90 included) ptxas's own choice spills nothing and is kept. */
-#if defined(__CUDA_ARCH__) && (__CUDA_ARCH__ == 800 || __CUDA_ARCH__ == 1000)
-#define FINISH_BOUNDS __launch_bounds__(FINISH_THREADS, 5)
+ * registers (5 blocks per SM) for sm_80, sm_100, sm_103 and sm_110 and
+ * spills 8 to 12 bytes there; asked for those 5 blocks outright it
+ * allocates 46 to 48 registers without spilling, so the occupancy is the
+ * same. Elsewhere (sm_90 included) ptxas's own choice spills nothing and
+ * is kept (a minimum of 0 is no minimum). */
+#if defined(__CUDA_ARCH__) && (__CUDA_ARCH__ == 800 || (__CUDA_ARCH__ >= 1000 && __CUDA_ARCH__ < 1200))
+#define FINISH_MIN_BLOCKS 5
 #else
-#define FINISH_BOUNDS __launch_bounds__(FINISH_THREADS)
+#define FINISH_MIN_BLOCKS 0 /* no minimum: ptxas's own choice */
 #endif
 
-__global__ void FINISH_BOUNDS
+__global__ void __launch_bounds__(FINISH_THREADS, FINISH_MIN_BLOCKS)
 k_finish(mg_cuda_step a, mg_cuda_work w, const float *__restrict__ s_in, const float *__restrict__ s_mid,
          float *__restrict__ s_out, unsigned char *__restrict__ alive_out, int *__restrict__ mlp_count_out)
 {
@@ -157,6 +159,12 @@ k_finish(mg_cuda_step a, mg_cuda_work w, const float *__restrict__ s_in, const f
 extern "C" size_t mg_cuda_mlp_smem_bytes(int channels, int hidden, int tf32)
 {
     return tf32 ? mg_cuda_mlp_tf32_smem_bytes(channels, hidden) : mg_mlp_layout_for(channels, hidden).total * sizeof(float);
+}
+
+extern "C" cudaError_t mg_cuda_probe_kernels(void)
+{
+    cudaFuncAttributes attributes;
+    return cudaFuncGetAttributes(&attributes, k_finish);
 }
 
 /* Defined in step_backward.cu. */

@@ -465,12 +465,12 @@ k_mlp_backward_tf32_keep4(mg_cuda_step a, mg_cuda_work w, const float *__restric
  * SM only for C = 38..42 with H = 33..48. sm_90 keeps ptxas's own choice
  * (213 registers, no spills). */
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 900
-#define MG_TC_KEEP8_BOUNDS __launch_bounds__(MG_CUDA_THREADS, 1)
+#define MG_TC_KEEP8_MIN_BLOCKS 1
 #else
-#define MG_TC_KEEP8_BOUNDS __launch_bounds__(MG_CUDA_THREADS)
+#define MG_TC_KEEP8_MIN_BLOCKS 0 /* no minimum: ptxas's own choice */
 #endif
 
-__global__ void MG_TC_KEEP8_BOUNDS
+__global__ void __launch_bounds__(MG_CUDA_THREADS, MG_TC_KEEP8_MIN_BLOCKS)
 k_mlp_backward_tf32_keep8(mg_cuda_step a, mg_cuda_work w, const float *__restrict__ s_in,
                           const float *__restrict__ g_out)
 {

@@ -39,6 +39,14 @@ if(left)
     "memory as [extern] __shared__ T name[...];, or teach generate.cmake the new form)")
 endif()
 
+# A macro between `__global__ void` and a kernel's name would hide its
+# __launch_bounds__ from the registration below: refuse it.
+string(REGEX MATCH "__global__[ \t]+void[ \t\n]+(${id})[ \t\n]+(${id})[ \t\n]*\\(" hidden "${src}")
+if(hidden)
+  message(FATAL_ERROR "${IN}: tests/cuda_emulator/generate.cmake cannot see the launch bounds in \"${hidden}\": "
+    "write __launch_bounds__(threads[, min blocks]) itself before the kernel's name (a macro may give its values)")
+endif()
+
 # __launch_bounds__(n[, ...]) before a kernel's name: register n for the name.
 set(bounds_re "__launch_bounds__[ \t]*\\(([^,)]*)[^)]*\\)[ \t\n]*(${id})[ \t\n]*\\(")
 string(REGEX MATCHALL "${bounds_re}" bounded "${src}")

@@ -185,9 +185,20 @@ void run_block(unsigned nt)
     }
 }
 
+/* MG_CUEMU_NO_KERNEL_IMAGE=1 plays a GPU this build has no code for: the
+ * driver finds no image of any kernel (the emulator itself runs any). */
+bool no_kernel_image()
+{
+    const char *env = getenv("MG_CUEMU_NO_KERNEL_IMAGE");
+    return env && strcmp(env, "1") == 0;
+}
+
 /* What a GPU would refuse, or null. */
 const char *refusal(const cuemu_launch_config &c, const kernel_info &k, cudaError_t *error)
 {
+    *error = cudaErrorNoKernelImageForDevice;
+    if (no_kernel_image())
+        return "no kernel image for this GPU (MG_CUEMU_NO_KERNEL_IMAGE=1)";
     const dim3 g = c.grid, b = c.block;
     const unsigned long long nt = (unsigned long long)b.x * b.y * b.z;
     *error = cudaErrorInvalidConfiguration;
@@ -244,9 +255,25 @@ int cuemu_register_launch_bounds(const void *kernel, int max_threads)
 
 extern "C" cudaError_t cudaFuncSetAttribute(const void *func, enum cudaFuncAttribute attr, int value)
 {
+    if (no_kernel_image())
+        return cuemu_set_error(cudaErrorNoKernelImageForDevice);
     if (attr != cudaFuncAttributeMaxDynamicSharedMemorySize || value < 0 || value > CUEMU_SMEM_OPTIN)
         return cuemu_set_error(cudaErrorInvalidValue);
     kernels()[func].max_dynamic_smem = value;
+    return cudaSuccess;
+}
+
+extern "C" cudaError_t cudaFuncGetAttributes(struct cudaFuncAttributes *attr, const void *func)
+{
+    if (!attr)
+        return cuemu_set_error(cudaErrorInvalidValue);
+    if (no_kernel_image())
+        return cuemu_set_error(cudaErrorNoKernelImageForDevice);
+    const kernel_info k = kernels()[func];
+    memset(attr, 0, sizeof *attr);
+    attr->maxThreadsPerBlock = k.max_threads;
+    attr->maxDynamicSharedSizeBytes = k.max_dynamic_smem;
+    attr->ptxVersion = attr->binaryVersion = 90; /* the emulated GPU's sm_90 */
     return cudaSuccess;
 }
 

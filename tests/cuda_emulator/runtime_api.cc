@@ -308,6 +308,8 @@ static const error_info ERRORS[] = {
      "CUDA driver version is insufficient for CUDA runtime version (emulated CUDA)"},
     {cudaErrorNoDevice, "cudaErrorNoDevice", "no CUDA-capable device is detected (emulated CUDA)"},
     {cudaErrorInvalidDevice, "cudaErrorInvalidDevice", "invalid device ordinal (emulated CUDA)"},
+    {cudaErrorNoKernelImageForDevice, "cudaErrorNoKernelImageForDevice",
+     "no kernel image is available for execution on the device (emulated CUDA)"},
     {cudaErrorInvalidResourceHandle, "cudaErrorInvalidResourceHandle", "invalid resource handle (emulated CUDA)"},
     {cudaErrorIllegalState, "cudaErrorIllegalState", "the resource is in an illegal state (emulated CUDA)"},
     {cudaErrorNotReady, "cudaErrorNotReady", "device not ready (emulated CUDA)"},

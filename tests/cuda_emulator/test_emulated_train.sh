@@ -18,9 +18,10 @@
 #    losses differ from the fp32 run's (the tensor-core kernels ran) but stay
 #    within TF32's tolerance of the CPU's, and a GPU older than compute
 #    capability 8.0 (MG_CUEMU_CC_MAJOR=7) is refused with one line;
-#  - a GPU the build has no code for (compute capability 3.0, for the
-#    architectures in MG_CUDA_BUILD_H, the build's generated header) is
-#    refused with one line naming both and the way out.
+#  - a GPU the build has no code for (MG_CUEMU_NO_KERNEL_IMAGE=1) is
+#    refused with one line naming it, the build's architectures and the way
+#    out (another list, or another toolkit); the driver decides, so a GPU
+#    outside the list whose code the driver finds trains.
 set -euo pipefail
 source "$MG_SOURCE_DIR/tests/cli/lib.sh"
 : "${MORPHOGEN_CPU:?MORPHOGEN_CPU must name the plain morphogen executable}"
@@ -185,27 +186,39 @@ MG_CUEMU_CC_MAJOR=7 "$MORPHOGEN" train "${RUN[@]}" --set run.backend=cuda --set 
 [ "$(wc -l <old.err)" = 1 ] && grep -qF "run.matmul: 'tf32' needs tensor cores with TF32 (compute capability 8.0 or newer), and GPU 0 is 7.x" old.err ||
     fail "tf32 on compute capability 7.x is not refused in one line: $(cat old.err)"
 [ ! -e old.h5 ] || fail "the refused tf32 run left a run file"
-: "${MG_CUDA_BUILD_H:?MG_CUDA_BUILD_H must name mg_cuda_build.h of this build}"
-archs=$(sed -n 's/^#define MG_CUDA_ARCHITECTURES "\(.*\)"$/\1/p' "$MG_CUDA_BUILD_H")
-numbers='^[0-9]{2,3}a?(-real|-virtual)?(;[0-9]{2,3}a?(-real|-virtual)?)*$'
-# refused CC NAME WAY: a GPU of compute capability CC (major.minor) is
-# refused before training in exactly one line, ending in WAY.
+# refused CC NAME TAIL: on a GPU of compute capability CC (major.minor) for
+# which the driver finds no code (MG_CUEMU_NO_KERNEL_IMAGE=1), training is
+# refused before it starts in exactly one line, naming the GPU and the
+# emulated build's list (80;90, tests/cuda_emulator/include/mg_cuda_build.h)
+# and ending in TAIL, the way out.
 refused() {
     local rc=0
-    MG_CUEMU_CC_MAJOR=${1%.*} MG_CUEMU_CC_MINOR=${1#*.} "$MORPHOGEN" train "${RUN[@]}" --set run.backend=cuda \
-        --out "$2.h5" >/dev/null 2>"$2.err" || rc=$?
+    rm -f "$2.h5" # from an earlier run in this scratch folder
+    MG_CUEMU_NO_KERNEL_IMAGE=1 MG_CUEMU_CC_MAJOR=${1%.*} MG_CUEMU_CC_MINOR=${1#*.} "$MORPHOGEN" train "${RUN[@]}" \
+        --set run.backend=cuda --out "$2.h5" >/dev/null 2>"$2.err" || rc=$?
     [ "$rc" = 1 ] || fail "compute capability $1, no code in this build: exit $rc, expected 1: $(cat "$2.err")"
     local want="morphogen: cuda backend: GPU 0 is compute capability $1, and this morphogen was built for CUDA"
-    want+=" architectures $archs only, which it cannot run; $3, or use run.backend = cpu"
+    want+=" architectures 80;90 only, which it cannot run; $3"
     [ "$(cat "$2.err")" = "$want" ] || fail "compute capability $1: not the one line expected: $(cat "$2.err")"
     [ ! -e "$2.h5" ] || fail "the refused run on compute capability $1 left a run file"
 }
-if [[ $archs =~ $numbers ]]; then
-    # Older than CUDA 13 compiles for (the emulator says it is runtime 13.0).
-    refused 3.0 kepler "CUDA 13.0, which built it, compiles for compute capability 7.5 and newer only: build morphogen with CUDA 12 for this GPU"
-    # A T4 with the default list: another list helps.
-    [ "$archs" != "80;90" ] || refused 7.5 turing "rebuild with -DMORPHOGEN_CUDA_ARCHITECTURES=\"75;80;90\""
-else
-    echo "cuda_emulated_train: MORPHOGEN_CUDA_ARCHITECTURES=$archs has entries beyond numbers: no refusal to check"
-fi
+refused 7.5 turing 'rebuild with -DMORPHOGEN_CUDA_ARCHITECTURES="75;80;90", or use run.backend = cpu'
+refused 6.1 pascal "CUDA 13.0, which built it, compiles for compute capability 7.5 and newer only: build morphogen with CUDA 12 for this GPU, or use run.backend = cpu"
+refused 3.0 kepler "no CUDA toolkit that morphogen builds with (12 or newer) compiles for it: use run.backend = cpu"
+# A GPU the list should run that still has no code (a broken build): the
+# driver's error, in one line.
+rc=0
+rm -f noimage.h5
+MG_CUEMU_NO_KERNEL_IMAGE=1 "$MORPHOGEN" train "${RUN[@]}" --set run.backend=cuda --out noimage.h5 >/dev/null \
+    2>noimage.err || rc=$?
+[ "$rc" = 1 ] && [ "$(wc -l <noimage.err)" = 1 ] &&
+    grep -qF "cuda backend: loading the kernels (was morphogen built for this GPU's architecture? see MORPHOGEN_CUDA_ARCHITECTURES)" noimage.err &&
+    grep -qF "no kernel image is available for execution on the device" noimage.err ||
+    fail "compute capability 9.0 without code: exit $rc, not the one line expected: $(cat noimage.err)"
+[ ! -e noimage.h5 ] || fail "the run refused for want of code left a run file"
+# The driver decides, not the list: a GPU outside the list whose code the
+# driver finds (code added by other flags) trains.
+MG_CUEMU_CC_MAJOR=7 MG_CUEMU_CC_MINOR=5 "$MORPHOGEN" train "${RUN[@]}" --set run.backend=cuda \
+    --set train.iterations=1 --out extra_code.h5 >/dev/null 2>extra_code.err ||
+    fail "compute capability 7.5 with code the driver finds was refused: $(cat extra_code.err)"
 echo "cuda backend on the emulator: 1 and 2 ranks identical (MPI and emulated-NCCL exchange), losses equal to the cpu backend to 1e-5; tf32: 1 and 2 ranks identical, losses within 1e-3 of the cpu's, refused below compute capability 8.0"
