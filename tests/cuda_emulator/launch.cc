@@ -273,7 +273,7 @@ extern "C" cudaError_t cudaFuncGetAttributes(struct cudaFuncAttributes *attr, co
     memset(attr, 0, sizeof *attr);
     attr->maxThreadsPerBlock = k.max_threads;
     attr->maxDynamicSharedSizeBytes = k.max_dynamic_smem;
-    attr->ptxVersion = attr->binaryVersion = 90; /* the emulated GPU's sm_90 */
+    /* Registers, local memory and the code's versions are not modelled: 0. */
     return cudaSuccess;
 }
 
