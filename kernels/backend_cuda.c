@@ -413,7 +413,10 @@ static int check_code_for_gpu(int device, int major, int minor, mg_error *err)
     if (e == cudaSuccess)
         return 0;
     mg_cuda_clear_last_error();
-    if (mg_gpu_arch_runs(MG_CUDA_ARCHITECTURES, major, minor) != 0)
+    /* Only a missing image is the list's business; any other failure to
+     * load (memory, a PTX too new for the driver) is the driver's. */
+    const int no_image = e == cudaErrorNoKernelImageForDevice || e == cudaErrorInvalidDeviceFunction;
+    if (!no_image || mg_gpu_arch_runs(MG_CUDA_ARCHITECTURES, major, minor) != 0)
         return mg_cuda_fail(err, e, "loading the kernels (was morphogen built for this GPU's architecture? see "
                                     "MORPHOGEN_CUDA_ARCHITECTURES)");
     /* Another list helps only where this toolkit compiles for the GPU:

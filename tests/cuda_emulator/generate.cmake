@@ -57,6 +57,15 @@ foreach(m IN LISTS bounded)
   string(APPEND registrations "[[maybe_unused]] static const int cuemu_bounds_${kernel} = "
     "cuemu_register_launch_bounds(reinterpret_cast<const void *>(&${kernel}), ${limit});\n")
 endforeach()
+# Every __launch_bounds__( in the source must be one registered above: one
+# in a macro, or not right before a kernel's name, would go unchecked.
+string(REGEX MATCHALL "__launch_bounds__[ \t]*\\(" all_bounds "${src}")
+list(LENGTH all_bounds n_all)
+list(LENGTH bounded n_registered)
+if(NOT n_all EQUAL n_registered)
+  message(FATAL_ERROR "${IN}: tests/cuda_emulator/generate.cmake registers ${n_registered} of the ${n_all} "
+    "__launch_bounds__ in it: write each as `__global__ void __launch_bounds__(threads[, min blocks]) name(`")
+endif()
 
 # The kernels' own sources also get the pointer fields of their struct
 # parameters (cuemu_kernel_structs.h), so launches check those too.
