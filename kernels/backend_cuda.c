@@ -516,8 +516,7 @@ mg_backend *mg_backend_cuda_create(const mg_config *cfg, const mg_nca_dims *dims
     const size_t cells = (size_t)mg_cells(dims);
     const char *what = NULL;
     if ((e = mg_cuda_mlp_configure(cb->smem, cb->tf32)) != cudaSuccess)
-        what = "configuring the MLP kernels (was morphogen built for this GPU's architecture? "
-               "see MORPHOGEN_CUDA_ARCHITECTURES)";
+        what = "configuring the MLP kernels";
     else if ((e = cudaStreamCreateWithFlags(&cb->stream, cudaStreamNonBlocking)) != cudaSuccess)
         what = "creating a stream";
     else if ((e = cudaMalloc((void **)&cb->d_params, sizeof(float) * (size_t)cb->n_params)) != cudaSuccess)

@@ -174,8 +174,9 @@ __device__ __forceinline__ void mg_mlp_backward(const mg_cuda_step &a, const mg_
  * blocks per SM (102 registers) spill nothing. An sm_75 SM's 64 KB of
  * shared memory holds 2 blocks only for tile layouts of up to 32 KB
  * (H up to 40 at C = 16; the Distill config's, 76 KB, does not fit at
- * all), so only such small models lose blocks. Elsewhere (sm_90 included) ptxas's own
- * choice spills nothing and is kept. */
+ * all), so only such small models lose blocks. Elsewhere (sm_90 included)
+ * ptxas's own choice spills nothing and is kept (a minimum of 0 is no
+ * minimum). */
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ == 750
 #define MLP_BACKWARD_MIN_BLOCKS 2
 #else

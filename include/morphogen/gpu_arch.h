@@ -1,8 +1,9 @@
 /* Which GPUs a CUDA build can run on, from the architectures it was
  * compiled for (MORPHOGEN_CUDA_ARCHITECTURES, CMake's CUDA_ARCHITECTURES
- * form), so that a GPU the build has no code for is refused in one line
- * naming both, before any kernel is touched. Plain host C: the rules are
- * tested in every build, with or without CUDA. */
+ * form). The driver decides whether a GPU has code; these rules only word
+ * the cuda backend's refusal when it has none (another list, or another
+ * toolkit). Plain host C: the rules are tested in every build, with or
+ * without CUDA. */
 #ifndef MORPHOGEN_GPU_ARCH_H
 #define MORPHOGEN_GPU_ARCH_H
 

@@ -221,4 +221,4 @@ MG_CUEMU_NO_KERNEL_IMAGE=1 "$MORPHOGEN" train "${RUN[@]}" --set run.backend=cuda
 MG_CUEMU_CC_MAJOR=7 MG_CUEMU_CC_MINOR=5 "$MORPHOGEN" train "${RUN[@]}" --set run.backend=cuda \
     --set train.iterations=1 --out extra_code.h5 >/dev/null 2>extra_code.err ||
     fail "compute capability 7.5 with code the driver finds was refused: $(cat extra_code.err)"
-echo "cuda backend on the emulator: 1 and 2 ranks identical (MPI and emulated-NCCL exchange), losses equal to the cpu backend to 1e-5; tf32: 1 and 2 ranks identical, losses within 1e-3 of the cpu's, refused below compute capability 8.0"
+echo "cuda backend on the emulator: 1 and 2 ranks identical (MPI and emulated-NCCL exchange), losses equal to the cpu backend to 1e-5; tf32: 1 and 2 ranks identical, losses within 1e-3 of the cpu's, refused below compute capability 8.0; a GPU without code refused in one line"
