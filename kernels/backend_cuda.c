@@ -515,7 +515,10 @@ mg_backend *mg_backend_cuda_create(const mg_config *cfg, const mg_nca_dims *dims
         cb->smem += sizeof(float) * (size_t)cb->n_params;
     const size_t cells = (size_t)mg_cells(dims);
     const char *what = NULL;
-    if ((e = mg_cuda_mlp_configure(cb->smem, cb->tf32)) != cudaSuccess)
+    /* The device's whole opt-in limit, not this model's need: the limit is
+     * the kernels' for the whole process, and a second backend with a
+     * smaller model must not take it from a first one still running. */
+    if ((e = mg_cuda_mlp_configure((size_t)smem_optin, cb->tf32)) != cudaSuccess)
         what = "configuring the MLP kernels";
     else if ((e = cudaStreamCreateWithFlags(&cb->stream, cudaStreamNonBlocking)) != cudaSuccess)
         what = "creating a stream";

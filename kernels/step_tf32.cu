@@ -232,7 +232,8 @@ k_mlp_forward_tf32(mg_cuda_step a, mg_cuda_work w, const float *__restrict__ s_i
 #if !MG_TC_HAVE_TF32
     __trap();
 #else
-    extern __shared__ float4 smem_tf4[];
+    /* wmma's tiles need 32-byte alignment; the type promises only 16. */
+    extern __shared__ __align__(32) float4 smem_tf4[];
     float *sm = reinterpret_cast<float *>(smem_tf4);
     const mg_tc_layout L = mg_tc_layout_for(a.channels, a.hidden);
     const int C = L.C, cells = a.height * a.width, b = blockIdx.y, tiles = mg_tile_count(w, b);
@@ -433,10 +434,11 @@ __device__ __forceinline__ void mg_tc_backward(const mg_cuda_step &a, const mg_c
 #endif
 
 /* One kernel per way of summing weight gradients (not a kernel template:
- * each has its own name in profiles and its own register count). */
+ * each has its own name in profiles and its own register count). Shared
+ * memory aligned for wmma's tiles, as the forward's. */
 #if MG_TC_HAVE_TF32
 #define MG_TC_BACKWARD(frags)                                                                                       \
-    extern __shared__ float4 smem_tb4[];                                                                            \
+    extern __shared__ __align__(32) float4 smem_tb4[];                                                              \
     mg_tc_backward<frags>(a, w, s_in, g_out, reinterpret_cast<float *>(smem_tb4))
 #else
 #define MG_TC_BACKWARD(frags) __trap()

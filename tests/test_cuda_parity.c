@@ -12,7 +12,9 @@
  * starts alive), a pinned cell in the dead half, both freeze kinds (frozen
  * cells with sub-threshold alpha in the dead half), BPTT checkpointing
  * (checkpoint_steps 0, 2, 3, 4, and 100 > steps), 0 steps, rollouts shorter
- * than the backend's maximum, and a smaller batch after a larger one. The
+ * than the backend's maximum, and a smaller batch after a larger one;
+ * and a model needing more than 48 KiB of shared memory per block after a
+ * second, smaller one is made (test_two_models_at_once). The
  * tensor-core cases ("tf32") repeat five of these shapes (C = 20 instead of
  * 16 in the 33x31 one, so that 3C = 60 is no multiple of the 16-wide tiles;
  * C = 4, 5, 8 and H = 1, 7, 16, 30, 128 pad every dimension); C = 24 splits
@@ -585,6 +587,63 @@ static void test_too_large_model_refused(void **state)
     mg_backend_destroy(fits);
 }
 
+/* Two backends alive at once, the second for a smaller model (the limit on
+ * the MLP kernels' shared memory is theirs for the whole process): the
+ * first, whose blocks need more than the 48 KiB default, still runs, to the
+ * same bits as before the second was made. */
+static void test_two_models_at_once(void **state)
+{
+    (void)state;
+    require_device("test_cuda_parity");
+    mg_config cfg;
+    mg_config_defaults(&cfg);
+    const mg_nca_dims big = {6, 7, 32, 128}, small = {5, 5, 8, 16};
+    assert_true(mg_cuda_mlp_smem_bytes(big.channels, big.hidden, 0) > 48 * 1024);
+    mg_tensor_desc t[3];
+    const int64_t P = mg_param_layout(&big, t);
+    const int steps = 2, cells = mg_cells(&big);
+    const size_t n_state = (size_t)cells * big.channels;
+    float *params = alloc_floats((size_t)P), *s0 = alloc_floats(n_state), *targets = alloc_floats((size_t)cells * 4);
+    double *s0d = malloc(sizeof(double) * n_state);
+    assert_non_null(s0d);
+    random_params(&big, params);
+    fixture_state(&big, 70u, 0.6, s0d);
+    to_float(s0d, s0, n_state);
+    for (int i = 0; i < cells * 4; i++)
+        targets[i] = 0.5f;
+    const uint32_t sample_index[1] = {3};
+    const int32_t target_index[1] = {0};
+    const mg_step_rules rules = {mg_fire_threshold(0.5), 0.1, -1, NULL};
+    const mg_batch_job job = parity_job(&big, rules, steps, 1, sample_index, target_index, targets, params, P);
+    run_out out[2];
+    for (int j = 0; j < 2; j++) {
+        out[j] = (run_out){alloc_floats(n_state), alloc_floats((size_t)P), alloc_floats(n_state),
+                           malloc(sizeof(double))};
+        assert_non_null(out[j].loss);
+    }
+    mg_error err = {{0}};
+    mg_backend *first = mg_backend_cuda_create(&cfg, &big, steps, NULL, &err);
+    if (!first) {
+        fprintf(stderr, "test_two_models_at_once: %s\n", err.msg);
+        fail();
+    }
+    run_batch(first, job, s0, &out[0], n_state, (size_t)P);
+    mg_backend *second = mg_backend_cuda_create(&cfg, &small, steps, NULL, &err);
+    if (!second) {
+        fprintf(stderr, "test_two_models_at_once: %s\n", err.msg);
+        fail();
+    }
+    run_batch(first, job, s0, &out[1], n_state, (size_t)P);
+    assert_memory_equal(out[0].states, out[1].states, sizeof(float) * n_state);
+    assert_memory_equal(out[0].grads, out[1].grads, sizeof(float) * (size_t)P);
+    assert_memory_equal(out[0].grad_states, out[1].grad_states, sizeof(float) * n_state);
+    mg_backend_destroy(second);
+    mg_backend_destroy(first);
+    for (int j = 0; j < 2; j++)
+        free(out[j].states), free(out[j].grads), free(out[j].grad_states), free(out[j].loss);
+    free(params), free(s0), free(targets), free(s0d);
+}
+
 /* MG_PARITY_CASES="0,2,5" runs only those cases (indices into CASES) after
  * the fire-mask test: the device check runs small cases under
  * compute-sanitizer, whose race and memory checkers slow kernels by orders of
@@ -626,7 +685,7 @@ int main(void)
     /* The tests are named test_case_N after their index in CASES, the
      * index MG_PARITY_CASES selects by. */
     static char names[N_CASES][24];
-    struct CMUnitTest tests[N_CASES + 5];
+    struct CMUnitTest tests[N_CASES + 6];
     tests[0] = (struct CMUnitTest)cmocka_unit_test(test_fire_masks);
     struct CMUnitTest *cases = tests + 1;
     for (int i = 0; i < N_CASES; i++) {
@@ -640,8 +699,9 @@ int main(void)
     tests[N_CASES + 2] = (struct CMUnitTest)cmocka_unit_test(test_backward_ways_covered);
     tests[N_CASES + 3] = (struct CMUnitTest)cmocka_unit_test(test_nan_states);
     tests[N_CASES + 4] = (struct CMUnitTest)cmocka_unit_test(test_compact);
+    tests[N_CASES + 5] = (struct CMUnitTest)cmocka_unit_test(test_two_models_at_once);
     const struct CMUnitTest *run = n_selected >= 0 ? selected : tests;
-    const size_t n_run = n_selected >= 0 ? (size_t)n_selected + 1 : (size_t)N_CASES + 5;
+    const size_t n_run = n_selected >= 0 ? (size_t)n_selected + 1 : (size_t)N_CASES + 6;
     if (getenv("MG_PARITY_LIST")) { /* the names, nothing run */
         for (size_t i = 0; i < n_run; i++)
             printf("%s\n", run[i].name);

@@ -6,7 +6,8 @@
 # cuemu.h defines everything of CUDA C++ that the kernels use except what
 # C++ cannot express, which is rewritten here:
 #   k<<<grid, block, smem, stream>>>(args)  ->  cuemu_kernel(k, "k", grid, block, smem, stream)(args)
-#   extern __shared__ T name[];              ->  T *name = reinterpret_cast<T *>(cuemu_dynamic_shared());
+#   extern __shared__ T name[];              ->  T *name = reinterpret_cast<T *>(cuemu_dynamic_shared(alignof(T), 0));
+#   extern __shared__ __align__(N) T name[]; ->  ... cuemu_dynamic_shared(alignof(T), N) ...
 #   __shared__ T name[N];                    ->  static T name[N]; cuemu_static_shared(&name, sizeof name);
 # and for each __launch_bounds__(n) kernel a registration is appended, so a
 # launch with more than n threads fails as it does on a GPU. Every rewrite
@@ -24,9 +25,14 @@ set(id "[A-Za-z_][A-Za-z_0-9]*")
 string(REGEX REPLACE "(${id})[ \t]*<<<([^;\n]*)>>>[ \t]*\\("
        "cuemu_kernel(\\1, \"\\1\", \\2)(" src "${src}")
 
-# Dynamic shared memory (before the static form, which would also match).
-string(REGEX REPLACE "extern[ \t]+__shared__[ \t]+([^;\n]*[^A-Za-z_0-9;\n])(${id})[ \t]*\\[[ \t]*\\][ \t]*;"
-       "\\1*\\2 = reinterpret_cast<\\1*>(cuemu_dynamic_shared());" src "${src}")
+# Dynamic shared memory (before the static form, which would also match),
+# with the alignment it is declared with, and then without one.
+set(align "__align__[ \t]*\\([ \t]*([0-9]+)[ \t]*\\)")
+set(type_name "([^;\n]*[^A-Za-z_0-9;\n])(${id})")
+string(REGEX REPLACE "extern[ \t]+__shared__[ \t]+${align}[ \t]+${type_name}[ \t]*\\[[ \t]*\\][ \t]*;"
+       "\\2*\\3 = reinterpret_cast<\\2*>(cuemu_dynamic_shared(alignof(\\2), \\1));" src "${src}")
+string(REGEX REPLACE "extern[ \t]+__shared__[ \t]+${type_name}[ \t]*\\[[ \t]*\\][ \t]*;"
+       "\\1*\\2 = reinterpret_cast<\\1*>(cuemu_dynamic_shared(alignof(\\1), 0));" src "${src}")
 
 # Static shared memory: a type, a name, optional array dimensions.
 string(REGEX REPLACE "__shared__[ \t]+([^;\n]*[^A-Za-z_0-9;\n])(${id})((\\[[^;\n]*\\])?)[ \t]*;"

@@ -81,8 +81,11 @@ gpu_thread *current;             /* the thread that runs, else null */
 const cuemu_launch_config *launching;
 void (*body)(void *);
 void *body_ctx;
-unsigned char *dynamic_smem;
-size_t dynamic_smem_bytes;
+/* The launch's dynamic shared memory: its size from the launch, its place
+ * from the kernel's first extern __shared__ declaration (cuemu_dynamic_shared),
+ * which says how far it is aligned. */
+unsigned char *dynamic_smem, *dynamic_smem_block;
+size_t dynamic_smem_bytes, dynamic_smem_align;
 std::vector<const void *> block_static_shared; /* declared in this block */
 size_t block_static_bytes;
 
@@ -137,7 +140,8 @@ bool same_barrier(const gpu_thread &a, const gpu_thread &b)
 void run_block(unsigned nt)
 {
     const dim3 b = launching->block;
-    memset(dynamic_smem, 0xFF, dynamic_smem_bytes);
+    if (dynamic_smem) /* placed by the launch's first block */
+        memset(dynamic_smem, 0xFF, dynamic_smem_bytes);
     block_static_shared.clear();
     block_static_bytes = 0;
     for (unsigned t = 0; t < nt; t++) {
@@ -304,11 +308,9 @@ void cuemu_launch(const cuemu_launch_config &c, void (*thread_body)(void *), voi
         threads.emplace_back();
         cuemu_fiber_create(&threads.back().fiber, STACK_BYTES);
     }
-    /* Dynamic shared memory, 128-byte aligned as on a GPU; at least one byte,
-     * so that AddressSanitizer reports any use of a zero-sized one. */
-    dynamic_smem_bytes = c.dynamic_smem;
-    if (posix_memalign(reinterpret_cast<void **>(&dynamic_smem), 128, c.dynamic_smem ? c.dynamic_smem : 1) != 0)
-        cuemu_fatal("out of memory for %zu bytes of dynamic shared memory", c.dynamic_smem);
+    dynamic_smem_bytes = c.dynamic_smem; /* placed at the first declaration */
+    dynamic_smem = dynamic_smem_block = nullptr;
+    dynamic_smem_align = 0;
     launching = &c;
     body = thread_body;
     body_ctx = ctx;
@@ -322,15 +324,36 @@ void cuemu_launch(const cuemu_launch_config &c, void (*thread_body)(void *), voi
         stats.blocks++;
     }
     launching = nullptr;
-    free(dynamic_smem);
-    dynamic_smem = nullptr;
+    free(dynamic_smem_block);
+    dynamic_smem = dynamic_smem_block = nullptr;
     stats.launches++;
 }
 
-void *cuemu_dynamic_shared(void)
+void *cuemu_dynamic_shared(size_t type_align, size_t declared_align)
 {
     if (!current)
         cuemu_fatal("extern __shared__ memory used outside a kernel");
+    const size_t align = std::max(type_align, declared_align);
+    if (align == 0 || (align & (align - 1)) != 0 || align > 4096)
+        cuemu_fatal("%s: extern __shared__ alignment %zu is not a power of two up to 4096", launching->name, align);
+    if (dynamic_smem) {
+        if (align != dynamic_smem_align)
+            cuemu_fatal("%s: extern __shared__ declarations aligned to %zu and %zu bytes: the one base they share "
+                        "is placed for the first; declare them alike", launching->name, dynamic_smem_align, align);
+        return dynamic_smem;
+    }
+    /* A GPU promises the base only the alignment its declaration asks for
+     * (the type's, or __align__(N)'s): placed at exactly that alignment
+     * and no more (an odd multiple of it), a tile or vector access that
+     * needs more fails here as it may there. The memory ends where its
+     * allocation does, so that AddressSanitizer sees a read past it; at
+     * least one byte, so that it reports any use of a zero-sized one. */
+    if (posix_memalign(reinterpret_cast<void **>(&dynamic_smem_block), std::max(2 * align, (size_t)16),
+                       align + (dynamic_smem_bytes ? dynamic_smem_bytes : 1)) != 0)
+        cuemu_fatal("out of memory for %zu bytes of dynamic shared memory", dynamic_smem_bytes);
+    dynamic_smem = dynamic_smem_block + align;
+    dynamic_smem_align = align;
+    memset(dynamic_smem, 0xFF, dynamic_smem_bytes);
     return dynamic_smem;
 }
 

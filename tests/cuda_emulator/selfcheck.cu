@@ -7,7 +7,8 @@
  * refuses. Its tensor cores (mma.h) must give known products, round as
  * cvt.rna.tf32.f32 does, truncate unrounded operands, leave a result
  * partly unwritten when not every lane of the warp takes part, and refuse
- * misaligned tiles. Each error case runs in a child process (fork), whose death by
+ * misaligned tiles; dynamic shared memory must start only as aligned as
+ * its declaration asks. Each error case runs in a child process (fork), whose death by
  * abort and message are checked. This file goes through generate.cmake like
  * the kernels, so the rewrites are checked too. */
 #include <signal.h>
@@ -48,6 +49,30 @@ __global__ void k_read_unwritten(float *out)
     extern __shared__ float4 dyn[];
     if (threadIdx.x == 0)
         out[0] = dyn[1000].y;
+}
+
+/* Where dynamic shared memory starts, modulo twice what its declaration
+ * asks for: CUDA promises that alignment and no more, and the emulator
+ * gives exactly that (an access needing more must fail here). */
+__global__ void k_dynamic_base(unsigned long long *out)
+{
+    extern __shared__ float4 dyn_type[];
+    if (threadIdx.x == 0)
+        out[0] = (unsigned long long)(uintptr_t)dyn_type % 32;
+}
+
+__global__ void k_dynamic_base_declared(unsigned long long *out)
+{
+    extern __shared__ __align__(64) float dyn_declared[];
+    if (threadIdx.x == 0)
+        out[0] = (unsigned long long)(uintptr_t)dyn_declared % 128;
+}
+
+__global__ void k_dynamic_mixed(unsigned long long *out)
+{
+    extern __shared__ float4 dyn_first[];
+    extern __shared__ __align__(128) float dyn_second[];
+    out[threadIdx.x] = (unsigned long long)(uintptr_t)dyn_first + (unsigned long long)(uintptr_t)dyn_second;
 }
 
 /* Two counting barriers in a row, with other predicates: every thread must
@@ -211,6 +236,19 @@ int main(void)
     check(cudaFuncSetAttribute(k_read_unwritten, cudaFuncAttributeMaxDynamicSharedMemorySize, 300 * 1024) ==
               cudaErrorInvalidValue, "more than the device's 227 KiB refused");
     cudaGetLastError();
+
+    unsigned long long *base, base_mod = 0;
+    cudaMalloc((void **)&base, sizeof base_mod);
+    k_dynamic_base<<<1, 32, 64>>>(base);
+    cudaMemcpy(&base_mod, base, sizeof base_mod, cudaMemcpyDeviceToHost);
+    check(cudaGetLastError() == cudaSuccess && base_mod == 16,
+          "dynamic shared float4[] starts 16-byte aligned, not 32 (what CUDA promises, no more)");
+    k_dynamic_base_declared<<<2, 32, 64>>>(base);
+    cudaMemcpy(&base_mod, base, sizeof base_mod, cudaMemcpyDeviceToHost);
+    check(cudaGetLastError() == cudaSuccess && base_mod == 64,
+          "dynamic shared memory declared __align__(64) starts 64-byte aligned, not 128");
+    check(dies_saying([&] { k_dynamic_mixed<<<1, 32, 64>>>(base); }, "declare them alike"),
+          "two dynamic shared declarations of different alignments in one kernel stop the emulation");
 
     check(dies_saying([&] { k_divergent_barrier<<<1, 64>>>(flags); }, "different __syncthreads"),
           "divergent __syncthreads stops the emulation");
@@ -441,6 +479,7 @@ int main(void)
     }
 
     cudaFree(in);
+    cudaFree(base);
     cudaFree(out);
     cudaFree(flags);
     printf("cuda_emulator_selfcheck: %s\n", failures ? "FAILED" : "all checks passed");

@@ -76,10 +76,12 @@ void cuemu_syncthreads(const char *file, int line);
 int cuemu_syncthreads_count(int predicate, const char *file, int line);
 #define __syncthreads_count(predicate) cuemu_syncthreads_count((predicate), __FILE__, __LINE__)
 
-/* `extern __shared__ T name[];` becomes `T *name = (T *)cuemu_dynamic_shared();`:
- * the launch's dynamic shared memory, fresh for each block and filled with
- * 0xFF bytes (NaN floats) so that reading what no thread wrote shows. */
-void *cuemu_dynamic_shared(void);
+/* `extern __shared__ [__align__(N)] T name[];` becomes
+ * `T *name = (T *)cuemu_dynamic_shared(alignof(T), N or 0);`: the launch's
+ * dynamic shared memory, aligned to exactly the larger of the two and no
+ * more (what a GPU promises), fresh for each block and filled with 0xFF
+ * bytes (NaN floats) so that reading what no thread wrote shows. */
+void *cuemu_dynamic_shared(size_t type_align, size_t declared_align);
 
 /* `__shared__ T name[N];` becomes `static T name[N]; cuemu_static_shared(&name, sizeof name);`:
  * one object for all blocks (they run one after another), refilled with
