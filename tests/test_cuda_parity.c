@@ -33,6 +33,12 @@
  * per-element squares of those states: relative 1e-5. An alive mask flipped by
  * rounding would show as an O(1) difference; with alpha away from the threshold
  * at the start and few steps this is improbable, and the test would say so.
+ * The forward's multiply-adds are explicit fmaf in the kernels and fused
+ * vector FMAs in the CPU's, so on an FMA host (the release build) the
+ * emulated states equal the CPU's bit for bit; against a CPU without FMA
+ * (the portable build: the device bundle's, and CI's sanitizer build,
+ * where the emulated kernels' fmaf is exact in software) they differ by
+ * rounding, about 1e-7 of the scale, as a GPU's will against the bundle.
  *
  * Tolerance (tf32, run.matmul = tf32, the cases named "tf32"): the tensor
  * cores round every multiplicand of the two dense layers to 11 significant
