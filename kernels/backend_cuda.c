@@ -516,8 +516,10 @@ mg_backend *mg_backend_cuda_create(const mg_config *cfg, const mg_nca_dims *dims
     const size_t cells = (size_t)mg_cells(dims);
     const char *what = NULL;
     /* The device's whole opt-in limit, not this model's need: the limit is
-     * the kernels' for the whole process, and a second backend with a
-     * smaller model must not take it from a first one still running. */
+     * the kernels' on this device for the whole process, and a second
+     * backend with a smaller model must not take it from a first one still
+     * running. (The MLP kernels declare no static shared memory, which
+     * would count against the same limit; the emulator stops on any.) */
     if ((e = mg_cuda_mlp_configure((size_t)smem_optin, cb->tf32)) != cudaSuccess)
         what = "configuring the MLP kernels";
     else if ((e = cudaStreamCreateWithFlags(&cb->stream, cudaStreamNonBlocking)) != cudaSuccess)

@@ -91,7 +91,8 @@ int mg_cuda_fma_keeps_partials(int channels, int hidden, int smem_optin);
 
 /* Allow the MLP kernels of that kind `bytes` of dynamic shared memory (above
  * the 48 KiB default; must not exceed the device's opt-in limit). The
- * setting is the kernels', for every caller in the process. */
+ * setting is the kernels' on the current device, for every caller in the
+ * process. */
 cudaError_t mg_cuda_mlp_configure(size_t bytes, int tf32);
 
 /* Whether the driver finds code in this build for the current GPU: the

@@ -37,7 +37,7 @@
  * vector FMAs in the CPU's, so on an FMA host (the release build) the
  * emulated states equal the CPU's bit for bit; against a CPU without FMA
  * (the portable build: the device bundle's, and CI's sanitizer build,
- * where the emulated kernels' fmaf is exact in software) they differ by
+ * where the emulated kernels' fmaf still rounds once, through libm) they differ by
  * rounding, about 1e-7 of the scale, as a GPU's will against the bundle.
  *
  * Tolerance (tf32, run.matmul = tf32, the cases named "tf32"): the tensor
@@ -594,7 +594,8 @@ static void test_too_large_model_refused(void **state)
 }
 
 /* Two backends alive at once, the second for a smaller model (the limit on
- * the MLP kernels' shared memory is theirs for the whole process): the
+ * the MLP kernels' shared memory is theirs, on a device, for the whole
+ * process): the
  * first, whose blocks need more than the 48 KiB default, still runs, to the
  * same bits as before the second was made. */
 static void test_two_models_at_once(void **state)

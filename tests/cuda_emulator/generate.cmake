@@ -29,7 +29,7 @@ string(REGEX REPLACE "(${id})[ \t]*<<<([^;\n]*)>>>[ \t]*\\("
 # with the alignment it is declared with, and then without one.
 set(align "__align__[ \t]*\\([ \t]*([0-9]+)[ \t]*\\)")
 set(type_name "([^;\n]*[^A-Za-z_0-9;\n])(${id})")
-string(REGEX REPLACE "extern[ \t]+__shared__[ \t]+${align}[ \t]+${type_name}[ \t]*\\[[ \t]*\\][ \t]*;"
+string(REGEX REPLACE "extern[ \t]+__shared__[ \t]+${align}[ \t]*${type_name}[ \t]*\\[[ \t]*\\][ \t]*;"
        "\\2*\\3 = reinterpret_cast<\\2*>(cuemu_dynamic_shared(alignof(\\2), \\1));" src "${src}")
 string(REGEX REPLACE "extern[ \t]+__shared__[ \t]+${type_name}[ \t]*\\[[ \t]*\\][ \t]*;"
        "\\1*\\2 = reinterpret_cast<\\1*>(cuemu_dynamic_shared(alignof(\\1), 0));" src "${src}")
@@ -38,11 +38,11 @@ string(REGEX REPLACE "extern[ \t]+__shared__[ \t]+${type_name}[ \t]*\\[[ \t]*\\]
 string(REGEX REPLACE "__shared__[ \t]+([^;\n]*[^A-Za-z_0-9;\n])(${id})((\\[[^;\n]*\\])?)[ \t]*;"
        "static \\1\\2\\3; cuemu_static_shared(&\\2, sizeof \\2);" src "${src}")
 
-string(REGEX MATCH "[^\n]*(>>>[ \t]*\\(|__shared__)[^\n]*" left "${src}")
+string(REGEX MATCH "[^\n]*(>>>[ \t]*\\(|__shared__|__align__|alignas)[^\n]*" left "${src}")
 if(left)
   message(FATAL_ERROR "${IN}: tests/cuda_emulator/generate.cmake cannot rewrite this line for the CUDA "
     "emulator: \"${left}\" (write launches as k<<<...>>>(...) with <<<...>>> on one line, and shared "
-    "memory as [extern] __shared__ T name[...];, or teach generate.cmake the new form)")
+    "memory as [extern] __shared__ [__align__(N)] T name[...];, or teach generate.cmake the new form)")
 endif()
 
 # A macro between `__global__ void` and a kernel's name would hide its

@@ -19,6 +19,17 @@
 #include "cuemu_internal.h"
 #include "fiber.h"
 
+#if defined(__SANITIZE_ADDRESS__)
+#define CUEMU_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define CUEMU_ASAN 1
+#endif
+#endif
+#ifdef CUEMU_ASAN
+#include <sanitizer/asan_interface.h>
+#endif
+
 uint3 threadIdx, blockIdx;
 dim3 blockDim, gridDim;
 
@@ -140,7 +151,7 @@ bool same_barrier(const gpu_thread &a, const gpu_thread &b)
 void run_block(unsigned nt)
 {
     const dim3 b = launching->block;
-    if (dynamic_smem) /* placed by the launch's first block */
+    if (dynamic_smem) /* placed when a thread of an earlier block first declared it */
         memset(dynamic_smem, 0xFF, dynamic_smem_bytes);
     block_static_shared.clear();
     block_static_bytes = 0;
@@ -324,6 +335,10 @@ void cuemu_launch(const cuemu_launch_config &c, void (*thread_body)(void *), voi
         stats.blocks++;
     }
     launching = nullptr;
+#ifdef CUEMU_ASAN
+    if (dynamic_smem_block)
+        ASAN_UNPOISON_MEMORY_REGION(dynamic_smem_block, dynamic_smem_align);
+#endif
     free(dynamic_smem_block);
     dynamic_smem = dynamic_smem_block = nullptr;
     stats.launches++;
@@ -342,15 +357,20 @@ void *cuemu_dynamic_shared(size_t type_align, size_t declared_align)
                         "is placed for the first; declare them alike", launching->name, dynamic_smem_align, align);
         return dynamic_smem;
     }
-    /* A GPU promises the base only the alignment its declaration asks for
-     * (the type's, or __align__(N)'s): placed at exactly that alignment
-     * and no more (an odd multiple of it), a tile or vector access that
-     * needs more fails here as it may there. The memory ends where its
-     * allocation does, so that AddressSanitizer sees a read past it; at
-     * least one byte, so that it reports any use of a zero-sized one. */
+    /* CUDA promises the base only the alignment its declaration asks for
+     * (the type's, or __align__(N)'s); a GPU often gives more, when no
+     * static __shared__ comes first, which would hide a missing __align__
+     * until one does. Placed at exactly that alignment and no more (an odd
+     * multiple of it), a tile or vector access that needs more fails here.
+     * The memory ends where its allocation does, and the gap before it is
+     * poisoned, so that AddressSanitizer reports a read past either end
+     * (and any use of zero bytes). */
     if (posix_memalign(reinterpret_cast<void **>(&dynamic_smem_block), std::max(2 * align, (size_t)16),
-                       align + (dynamic_smem_bytes ? dynamic_smem_bytes : 1)) != 0)
+                       align + dynamic_smem_bytes) != 0)
         cuemu_fatal("out of memory for %zu bytes of dynamic shared memory", dynamic_smem_bytes);
+#ifdef CUEMU_ASAN
+    ASAN_POISON_MEMORY_REGION(dynamic_smem_block, align);
+#endif
     dynamic_smem = dynamic_smem_block + align;
     dynamic_smem_align = align;
     memset(dynamic_smem, 0xFF, dynamic_smem_bytes);
@@ -365,6 +385,15 @@ void cuemu_static_shared(void *object, size_t bytes)
         return;
     block_static_shared.push_back(object);
     block_static_bytes += bytes;
+    /* On a GPU cudaFuncSetAttribute refuses a dynamic limit that, with the
+     * kernel's static shared memory, exceeds the opt-in limit; the emulator
+     * learns the static size only here. */
+    const int allowed = kernels()[launching->kernel].max_dynamic_smem;
+    if (block_static_bytes + (size_t)allowed > (size_t)CUEMU_SMEM_OPTIN)
+        cuemu_fatal("%s: %zu bytes of static shared memory with a dynamic limit of %d "
+                    "(cudaFuncAttributeMaxDynamicSharedMemorySize): more than the %d a block can have, which "
+                    "cudaFuncSetAttribute refuses on a GPU",
+                    launching->name, block_static_bytes, allowed, CUEMU_SMEM_OPTIN);
     if (block_static_bytes > (size_t)CUEMU_SMEM_DEFAULT || block_static_bytes + dynamic_smem_bytes > (size_t)CUEMU_SMEM_OPTIN)
         cuemu_fatal("%zu bytes of static and %zu of dynamic shared memory: more than a block can have (48 KiB "
                     "static, %d in all)",

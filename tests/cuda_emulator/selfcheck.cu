@@ -68,6 +68,17 @@ __global__ void k_dynamic_base_declared(unsigned long long *out)
         out[0] = (unsigned long long)(uintptr_t)dyn_declared % 128;
 }
 
+/* Each block reads an element before writing it: every block's dynamic
+ * shared memory must start unwritten (NaN), not hold the block before's. */
+__global__ void k_dynamic_fresh(float *out)
+{
+    extern __shared__ float dyn_fresh[];
+    if (threadIdx.x == 0) {
+        out[blockIdx.x] = dyn_fresh[5];
+        dyn_fresh[5] = 1.0f;
+    }
+}
+
 __global__ void k_dynamic_mixed(unsigned long long *out)
 {
     extern __shared__ float4 dyn_first[];
@@ -246,9 +257,20 @@ int main(void)
     k_dynamic_base_declared<<<2, 32, 64>>>(base);
     cudaMemcpy(&base_mod, base, sizeof base_mod, cudaMemcpyDeviceToHost);
     check(cudaGetLastError() == cudaSuccess && base_mod == 64,
-          "dynamic shared memory declared __align__(64) starts 64-byte aligned, not 128");
+          "dynamic shared memory declared 64-byte aligned starts 64-byte aligned, not 128");
+    k_dynamic_fresh<<<BLOCKS, 32, 64>>>(out);
+    cudaMemcpy(got, out, sizeof got, cudaMemcpyDeviceToHost);
+    check(cudaGetLastError() == cudaSuccess && isnan(got[0]) && isnan(got[1]) && isnan(got[2]),
+          "every block's dynamic shared memory starts unwritten, not as the block before left it");
     check(dies_saying([&] { k_dynamic_mixed<<<1, 32, 64>>>(base); }, "declare them alike"),
           "two dynamic shared declarations of different alignments in one kernel stop the emulation");
+    check(dies_saying(
+              [&] {
+                  cudaFuncSetAttribute(k_block_sum, cudaFuncAttributeMaxDynamicSharedMemorySize, 227 * 1024);
+                  k_block_sum<<<1, THREADS>>>(in, out, 1);
+              },
+              "cudaFuncSetAttribute refuses on a GPU"),
+          "static shared memory with the whole opt-in limit allowed as dynamic stops the emulation");
 
     check(dies_saying([&] { k_divergent_barrier<<<1, 64>>>(flags); }, "different __syncthreads"),
           "divergent __syncthreads stops the emulation");
