@@ -16,15 +16,9 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include "asan.h"
 #include "cuemu.h"
 
-#if defined(__SANITIZE_ADDRESS__)
-#define CUEMU_ASAN 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define CUEMU_ASAN 1
-#endif
-#endif
 #ifdef CUEMU_ASAN
 #include <sanitizer/common_interface_defs.h>
 #endif

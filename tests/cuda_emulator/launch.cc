@@ -16,16 +16,10 @@
 #include <map>
 #include <vector>
 
+#include "asan.h"
 #include "cuemu_internal.h"
 #include "fiber.h"
 
-#if defined(__SANITIZE_ADDRESS__)
-#define CUEMU_ASAN 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define CUEMU_ASAN 1
-#endif
-#endif
 #ifdef CUEMU_ASAN
 #include <sanitizer/asan_interface.h>
 #endif
