@@ -379,19 +379,20 @@ void cuemu_static_shared(void *object, size_t bytes)
         return;
     block_static_shared.push_back(object);
     block_static_bytes += bytes;
+    if (block_static_bytes > (size_t)CUEMU_SMEM_DEFAULT)
+        cuemu_fatal("%s: %zu bytes of static shared memory: more than the 48 KiB a block can declare",
+                    launching->name, block_static_bytes);
     /* On a GPU cudaFuncSetAttribute refuses a dynamic limit that, with the
      * kernel's static shared memory, exceeds the opt-in limit; the emulator
-     * learns the static size only here. */
+     * learns the static size only here. The launch's own dynamic memory is
+     * within that limit (checked at the launch), so this also holds static
+     * and dynamic together to what a block can have. */
     const int allowed = kernels()[launching->kernel].max_dynamic_smem;
     if (block_static_bytes + (size_t)allowed > (size_t)CUEMU_SMEM_OPTIN)
         cuemu_fatal("%s: %zu bytes of static shared memory with a dynamic limit of %d "
                     "(cudaFuncAttributeMaxDynamicSharedMemorySize): more than the %d a block can have, which "
                     "cudaFuncSetAttribute refuses on a GPU",
                     launching->name, block_static_bytes, allowed, CUEMU_SMEM_OPTIN);
-    if (block_static_bytes > (size_t)CUEMU_SMEM_DEFAULT || block_static_bytes + dynamic_smem_bytes > (size_t)CUEMU_SMEM_OPTIN)
-        cuemu_fatal("%zu bytes of static and %zu of dynamic shared memory: more than a block can have (48 KiB "
-                    "static, %d in all)",
-                    block_static_bytes, dynamic_smem_bytes, CUEMU_SMEM_OPTIN);
     memset(object, 0xFF, bytes);
 }
 

@@ -79,7 +79,7 @@ int cuemu_syncthreads_count(int predicate, const char *file, int line);
 /* `extern __shared__ [__align__(N)] T name[];` becomes
  * `T *name = (T *)cuemu_dynamic_shared(alignof(T), N or 0);`: the launch's
  * dynamic shared memory, aligned to exactly the larger of the two and no
- * more (what a GPU promises), fresh for each block and filled with 0xFF
+ * more (all CUDA promises), fresh for each block and filled with 0xFF
  * bytes (NaN floats) so that reading what no thread wrote shows. */
 void *cuemu_dynamic_shared(size_t type_align, size_t declared_align);
 
